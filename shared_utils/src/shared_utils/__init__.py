@@ -1,0 +1,16 @@
+"""shared_utils: the small set of helpers that all five workspace projects use.
+
+Modules (import what you need; importing the package itself is cheap and does not import torch):
+    errors   UserError / OfflineError and ``cli_main`` (one clear line, non-zero exit)
+    hub      offline detection and ``require_hub`` (fail fast, naming the offline alternative)
+    models   ``load_causal_lm``, ``load_tokenizer``, ``resolve_model_path`` (embedded SmolLM2), ``tiny_llama``,
+             ``pick_device``, ``pick_dtype``
+    answers  GSM8K answer extraction / normalisation, calculator-annotation stripping
+    data     GSM8K loading (Hub or local jsonl), text corpora (Hub, local file, embedded)
+    corpus   the embedded English corpus (docstrings of the Python standard library)
+    metrics  exact match, token-level NLL / perplexity / accuracy, cosine / MSE / relative error
+    lmeval   lm-eval ``simple_evaluate`` on a model dir, online or on local copies of public tasks
+    runs     seeding, atomic writes, run directories (config, meta.json, metrics.jsonl), loss plots
+"""
+
+__version__ = "0.1.0"
