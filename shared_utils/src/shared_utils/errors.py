@@ -47,6 +47,6 @@ def cli_main(fn: F) -> F:
             fail(str(exc))
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            raise SystemExit(130)
+            raise SystemExit(130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -27,7 +27,7 @@ def offline_forced(kind: str = "model") -> bool:
     return any(_env_true(n) for n in names)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hub_reachable(timeout: float = 3.0) -> bool:
     """One TCP connection to the Hub endpoint (HF_ENDPOINT or huggingface.co:443)."""
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))

@@ -1,0 +1,41 @@
+# Workspace root. Quick start:  make demo   |   make test-all
+# Each project has its own .venv and Makefile (setup, test, test-gpu, smoke, table); these targets loop over them.
+PROJECTS := high_to_low superrelora llm_trm hier_bd3lm llm_streamline
+PYTHON ?= python3
+SHARED_PY := shared_utils/.venv/bin/python
+
+.PHONY: setup demo test-all test-root test-gpu table lint clean $(PROJECTS)
+
+# Create every environment (shared_utils' own, then one per project). Idempotent: seconds when nothing changed.
+setup:
+	$(MAKE) -C shared_utils setup
+	@for p in $(PROJECTS); do $(MAKE) -C $$p setup || exit 1; done
+
+# Every project's end-to-end `smoke` pipeline on embedded defaults (CPU, offline), then one combined table.
+demo:
+	$(PYTHON) tools/workspace.py demo
+
+# shared_utils tests, workspace conformance tests, then each project's default tier in its own env.
+# Keeps going after a failure; one summary line per project and a final "N passed, N failed".
+test-all:
+	$(PYTHON) tools/workspace.py test-all
+
+# Workspace conformance tests (stdlib + pytest), run in shared_utils' env.
+test-root:
+	$(MAKE) -C shared_utils setup
+	$(SHARED_PY) -m pytest tests -q
+
+test-gpu:
+	@for p in $(PROJECTS); do $(MAKE) -C $$p test-gpu; done
+
+table:
+	@for p in $(PROJECTS); do $(MAKE) -C $$p table || exit 1; done
+
+lint:
+	$(MAKE) -C shared_utils setup
+	$(SHARED_PY) -m pip install -q "ruff>=0.5" 2>/dev/null | grep -v "is ignored" || true
+	$(SHARED_PY) -m ruff check .
+
+clean:
+	rm -rf .reports
+	@for p in shared_utils $(PROJECTS); do $(MAKE) -C $$p clean; done

@@ -1,0 +1,79 @@
+"""python -m pytest tests/test_runs.py"""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from shared_utils.runs import (
+    RunDir,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    plot_loss_curve,
+    read_metrics,
+    seed_everything,
+)
+
+
+def draw():
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_seed_everything_reproduces_all_generators():
+    seed_everything(7)
+    a = draw()
+    seed_everything(7)
+    assert draw() == a
+    seed_everything(7, rank=1)
+    assert draw() != a
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "sub" / "x.json"
+    atomic_write_json(path, {"a": 1})
+    atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"w": torch.ones(2)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_torch_save({"w": Boom()}, path)
+    assert torch.equal(torch.load(path)["w"], torch.ones(2))
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_run_dir_records_config_meta_metrics(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.write_config({"lr": 1e-3, "path": tmp_path})
+    run.write_meta(seed=3, note="x")
+    run.log(1, loss=2.5)
+    run.log(2, loss=torch.tensor(1.5))
+    meta = json.loads((run.path / "meta.json").read_text())
+    assert meta["seed"] == 3 and meta["note"] == "x"
+    assert "torch" in meta["packages"] and "git_sha" in meta and "cpu_count" in meta["device"]
+    assert json.loads((run.path / "config.json").read_text())["lr"] == 1e-3
+    assert run.read_metrics() == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 1.5}]
+
+
+def test_read_metrics_skips_a_torn_last_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    atomic_write_text(path, '{"step": 1, "loss": 1.0}\n{"step": 2, "lo')
+    assert read_metrics(path) == [{"step": 1, "loss": 1.0}]
+
+
+def test_plot_loss_curve_writes_png(tmp_path):
+    run = RunDir(tmp_path / "a")
+    for step in range(5):
+        run.log(step, loss=1.0 / (step + 1), eval_loss=2.0 / (step + 1))
+    out = plot_loss_curve([("a", run.metrics_path)], tmp_path / "plots" / "loss.png", keys=("loss", "eval_loss"))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
