@@ -1,0 +1,10 @@
+"""Original command surface: `python -m src.train.phase1_compressor` from llm_trm/ (same as `python -m llm_trm.phase1`).
+
+`src` and `src/train` are namespace folders (no __init__.py), so this shim resolves from the project dir
+and only forwards to the real code in src/llm_trm/phase1.py.
+"""
+
+from llm_trm.phase1 import main
+
+if __name__ == "__main__":
+    main()
