@@ -1,0 +1,289 @@
+"""Phase 2: train the SequenceTRM to map compressed pre-thinking context to the compressed post-thinking state.
+
+    python -m src.train.phase2_trm --data_path ./data/hidden_pairs/hidden_pairs.pt \\
+        --compressor_checkpoint ./checkpoints/phase1/stage1b_best.pt        # original command (from llm_trm/)
+    python -m llm_trm.phase2 --data_path runs/table/pairs/hidden_pairs.pt --compressor_checkpoint ... --n_heads 4
+
+Per batch: N_sup deep-supervision steps, each one optimizer step on MSE(y_hat, target) + 0.5 * halt loss,
+(y, z) detached in between ([LT] per_step_updates, "paper style"). Fixes over [LT] (switches in brackets):
+halt target detached [--no_detach_halt_target]; evaluation and best.pt use the EMA weights
+[--no_eval_with_ema]; the seed is set; the cosine LR spans the real number of optimizer steps (N_sup per
+batch), so it no longer oscillates; held-out split, baselines and first-token agreement are reported;
+only best.pt is written (no checkpoint_epoch{N}.pt per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from shared_utils.errors import NonFiniteLossError, UserError, cli_main
+from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
+
+from llm_trm.data import split_heldout
+from llm_trm.phase1 import load_compressor, warmup_cosine
+from llm_trm.trm import EMA, SequenceTRM, TRMConfig, halt_loss
+
+
+@dataclass
+class Phase2Config:
+    data_path: str = "./data/hidden_pairs/hidden_pairs.pt"
+    compressor_checkpoint: str = "./checkpoints/phase1/stage1b_best.pt"
+    output_dir: str = "./checkpoints/phase2"
+    n_layers: int = 2
+    n_heads: int = 8
+    n_latent_steps: int = 6  # n
+    n_deep_recursions: int = 3  # T
+    n_supervision_steps: int = 8  # N_sup
+    dropout: float = 0.1
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.1
+    num_epochs: int = 100
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.1
+    use_ema: bool = True
+    ema_decay: float = 0.999
+    halt_loss_weight: float = 0.5
+    bce_halt_loss: bool = False
+    halt_threshold: float = 0.7
+    adaptive_halt_threshold: bool = True
+    detach_halt_target: bool = True  # False: [LT] bug (b)
+    eval_with_ema: bool = True  # False: [LT] bug (c), raw weights
+    heldout_fraction: float = 0.1
+    seed: int = 42
+    use_wandb: bool = False
+    wandb_project: str = "llm-trm-phase2"
+
+
+def pad_collate(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right zero-padding to the longest context; mask [B, L] with 1 on real positions."""
+    L = max(x.shape[0] for x in xs)
+    out = torch.zeros(len(xs), L, xs[0].shape[-1])
+    mask = torch.zeros(len(xs), L, dtype=torch.long)
+    for i, x in enumerate(xs):
+        out[i, : len(x)] = x
+        mask[i, : len(x)] = 1
+    return out, mask
+
+
+def load_pairs(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"hidden pairs {path} not found (run phase2_datagen first)")
+    data = torch.load(path, weights_only=True)
+    if not {"hidden_pre", "hidden_post"} <= set(data):
+        raise UserError(f"{path} is not a phase-2 hidden-pairs file")
+    return data
+
+
+@torch.no_grad()
+def compress_pairs(data: dict, comp) -> tuple[list[torch.Tensor], torch.Tensor]:
+    if data["hidden_post"].shape[-1] != comp.d_model:
+        raise UserError(f"pairs have D={data['hidden_post'].shape[-1]} but the compressor expects D={comp.d_model}")
+    return [comp(h.float()) for h in data["hidden_pre"]], comp(data["hidden_post"].float())
+
+
+def regression_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Per-sample cosine (mean), MSE, and batch relative error, as [LT] phase 2 logs them."""
+    return {"cosine_similarity": F.cosine_similarity(pred, target, dim=-1).mean().item(),
+            "mse": F.mse_loss(pred, target).item(),
+            "relative_error": (torch.linalg.norm(pred - target) / torch.linalg.norm(target)).item()}
+
+
+def baselines(train_x, train_y, held_x, held_y, ridge_lambda: float = 1e-2) -> dict[str, dict]:
+    """Spec 6.4: dataset-mean target, last context state (compressed), ridge from the last context state."""
+    last_tr = torch.stack([x[-1] for x in train_x])
+    last_he = torch.stack([x[-1] for x in held_x])
+    mean = train_y.mean(0, keepdim=True).expand_as(held_y)
+    a = torch.cat([last_tr, torch.ones(len(last_tr), 1)], 1).double()
+    lam = ridge_lambda * a.pow(2).sum() / a.shape[1]
+    w = torch.linalg.solve(a.T @ a + lam * torch.eye(a.shape[1], dtype=a.dtype), a.T @ train_y.double())
+    ridge = (torch.cat([last_he, torch.ones(len(last_he), 1)], 1).double() @ w).float()
+    return {"mean_target": mean, "last_context_state": last_he, "ridge_last_state": ridge}
+
+
+def build_trm(cfg: Phase2Config, d: int) -> SequenceTRM:
+    if d % cfg.n_heads:
+        raise UserError(f"D'={d} must be divisible by --n_heads {cfg.n_heads}")
+    return SequenceTRM(TRMConfig(d_model=d, n_layers=cfg.n_layers, n_heads=cfg.n_heads, n=cfg.n_latent_steps,
+                                 T=cfg.n_deep_recursions, dropout=cfg.dropout))
+
+
+def supervision_step(model, opt, sched, ema, x_aug, pad, y, z, target, cfg, threshold):
+    """One deep-supervision step = one optimizer step; returns detached (y, z) and the step's metrics."""
+    y, z, pred, halt_logit = model.deep_recursion(x_aug, y, z, pad)
+    mse = F.mse_loss(pred, target)
+    h = halt_loss(halt_logit, pred, target, "bce" if cfg.bce_halt_loss else "mse", threshold, cfg.detach_halt_target)
+    loss = mse + cfg.halt_loss_weight * h
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError("non-finite phase-2 loss; best.pt from the last good epoch is kept")
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    opt.step()
+    sched.step()
+    if ema is not None:
+        ema.update(model)
+    cos = F.cosine_similarity(pred.detach(), target, dim=-1)
+    return y.detach(), z.detach(), {"loss": loss.item(), "mse": mse.item(), "halt_loss": h.item(),
+                                    "cosine_similarity": cos.mean().item(),
+                                    "avg_halt_prob": torch.sigmoid(halt_logit).mean().item()}
+
+
+@torch.no_grad()
+def predict(model, xs: list[torch.Tensor], n_sup: int, batch_size: int = 64) -> torch.Tensor:
+    model.eval()
+    outs = [model.predict(*pad_collate(xs[s: s + batch_size]), n_sup) for s in range(0, len(xs), batch_size)]
+    return torch.cat(outs)
+
+
+def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path, log=None) -> dict:
+    """Train; evaluate each epoch on the held-out split (EMA weights); keep only best.pt."""
+    seed_everything(cfg.seed)
+    model = build_trm(cfg, train_y.shape[-1])
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95),
+                            weight_decay=cfg.weight_decay)
+    n_batches = math.ceil(len(train_x) / cfg.batch_size)
+    sched = warmup_cosine(opt, n_batches * cfg.n_supervision_steps * cfg.num_epochs, cfg.warmup_ratio)
+    ema = EMA(model, cfg.ema_decay) if cfg.use_ema else None
+    g = torch.Generator().manual_seed(cfg.seed)
+    threshold, best, run = cfg.halt_threshold, {"loss": math.inf}, RunDir(out_dir)
+    for epoch in tqdm(range(cfg.num_epochs), desc="phase-2 epochs", leave=False):
+        model.train()
+        perm, rows = torch.randperm(len(train_x), generator=g).tolist(), []
+        for s in range(0, len(perm), cfg.batch_size):
+            idx = perm[s: s + cfg.batch_size]
+            x_aug, pad, y, z = model.prepare(*pad_collate([train_x[i] for i in idx]))
+            for _ in range(cfg.n_supervision_steps):
+                y, z, m = supervision_step(model, opt, sched, ema, x_aug, pad, y, z, train_y[idx], cfg, threshold)
+                rows.append(m)
+        train_avg = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
+        if cfg.bce_halt_loss and cfg.adaptive_halt_threshold:
+            threshold = 0.95 * train_avg["cosine_similarity"]
+        evaluated = ema.copy_to(model) if (ema is not None and cfg.eval_with_ema) else model
+        held = regression_metrics(predict(evaluated, held_x, cfg.n_supervision_steps), held_y)
+        if held["mse"] < best["loss"]:
+            best = {"loss": held["mse"], "epoch": epoch, "heldout": held, "train": train_avg}
+            atomic_torch_save({"epoch": epoch, "trm_state_dict": evaluated.state_dict(),
+                               "raw_state_dict": model.state_dict(), "ema_shadow": ema.shadow if ema else None,
+                               "trm_config": asdict(evaluated.cfg), "config": asdict(cfg), "loss": held["mse"],
+                               "best_metrics": held, "halt_threshold": threshold}, out_dir / "best.pt")
+        row = {**{f"train/{k}": v for k, v in train_avg.items()}, **{f"eval/{k}": v for k, v in held.items()},
+               "epoch/best_loss": best["loss"], "epoch/halt_threshold": threshold, "train/lr": sched.get_last_lr()[0]}
+        run.log(epoch, **row)
+        if log is not None:
+            log(row, epoch)
+    return best
+
+
+def load_trm(path: str | Path) -> SequenceTRM:
+    """The evaluation weights (EMA unless disabled at training time) of a phase-2/3 checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"TRM checkpoint {path} not found (run phase 2 first)")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    model = SequenceTRM(TRMConfig(**ck["trm_config"]))
+    model.load_state_dict(ck["trm_state_dict"])
+    return model.eval()
+
+
+@torch.no_grad()
+def first_token_agreement(pred_c: torch.Tensor, post_ids: torch.Tensor, comp, lm_head_w: torch.Tensor) -> float:
+    """argmax lm_head(W^T y_hat) == argmax lm_head(h_post), the token the TRM would inject."""
+    logits = comp.decompress(pred_c) @ lm_head_w.T
+    return (logits.argmax(-1) == post_ids).float().mean().item()
+
+
+def run(cfg: Phase2Config, lm_head_w: torch.Tensor | None = None) -> dict:
+    data = load_pairs(cfg.data_path)
+    comp = load_compressor(cfg.compressor_checkpoint)
+    xs, ys = compress_pairs(data, comp)
+    n = len(xs)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    tr_idx, he_idx = split_heldout(order, cfg.heldout_fraction)
+    if not tr_idx or not he_idx:
+        raise UserError(f"{n} pairs are too few for a train/held-out split")
+    tx, ty = [xs[i] for i in tr_idx], ys[tr_idx]
+    hx, hy = [xs[i] for i in he_idx], ys[he_idx]
+    out = Path(cfg.output_dir)
+    RunDir(out).write_config(asdict(cfg))
+    RunDir(out).write_meta(seed=cfg.seed, n_pairs=n)
+    from llm_trm.llm import Tracker
+
+    tracker = Tracker.create(cfg.use_wandb, cfg.wandb_project, f"phase2_seq_d{comp.d_compressed}", asdict(cfg))
+    try:
+        best = train_trm(cfg, tx, ty, hx, hy, out, log=lambda row, ep: tracker.log(row, ep))
+    finally:
+        tracker.finish()
+    trm = load_trm(out / "best.pt")
+    pred = predict(trm, hx, cfg.n_supervision_steps)
+    rows = {"trm": pred, **baselines(tx, ty, hx, hy)}
+    report = {name: regression_metrics(p, hy) for name, p in rows.items()}
+    if lm_head_w is None:
+        lm_head_w = _lm_head(data["model_name"])
+    post_ids = data["post_token_id"][he_idx]
+    for name, p in rows.items():
+        report[name]["first_token_agreement"] = first_token_agreement(p, post_ids, comp, lm_head_w)
+    report["_meta"] = {"n_train": len(tx), "n_heldout": len(hx), "best_epoch": best["epoch"],
+                       "d_compressed": comp.d_compressed, "trm_params": sum(p.numel() for p in trm.parameters()),
+                       "target_rms": ys.pow(2).mean().sqrt().item(),
+                       "heldout_post_token_mode_rate": _mode_rate(post_ids)}
+    from shared_utils.runs import atomic_write_json
+
+    atomic_write_json(out / "eval.json", report)
+    for name, m in report.items():
+        if not name.startswith("_"):
+            print(f"[phase2] {name:20s} cos={m['cosine_similarity']:.4f} mse={m['mse']:.5f} "
+                  f"rel={m['relative_error']:.4f} first-token={m['first_token_agreement']:.3f}", flush=True)
+    return report
+
+
+def _mode_rate(ids: torch.Tensor) -> float:
+    return (torch.bincount(ids).max() / len(ids)).item() if len(ids) else 0.0
+
+
+def _lm_head(model_name: str) -> torch.Tensor:
+    from shared_utils.models import load_causal_lm
+
+    return load_causal_lm(model_name).get_output_embeddings().weight.detach()
+
+
+def parse_config(argv=None) -> Phase2Config:
+    c = Phase2Config()
+    p = argparse.ArgumentParser(prog="phase2_trm", description=__doc__.split("\n")[0])
+    for k in ("data_path", "compressor_checkpoint", "output_dir", "wandb_project"):
+        p.add_argument(f"--{k}", default=getattr(c, k))
+    for k in ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps", "batch_size",
+              "num_epochs", "seed"):
+        p.add_argument(f"--{k}", type=int, default=getattr(c, k))
+    for k in ("dropout", "learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio", "ema_decay",
+              "halt_loss_weight", "halt_threshold", "heldout_fraction"):
+        p.add_argument(f"--{k}", type=float, default=getattr(c, k))
+    p.add_argument("--no_ema", dest="use_ema", action="store_false")
+    p.add_argument("--bce_halt_loss", action="store_true")
+    p.add_argument("--no_adaptive_halt_threshold", dest="adaptive_halt_threshold", action="store_false")
+    p.add_argument("--no_detach_halt_target", dest="detach_halt_target", action="store_false")
+    p.add_argument("--no_eval_with_ema", dest="eval_with_ema", action="store_false")
+    p.add_argument("--use_wandb", action="store_true")
+    cfg = Phase2Config(**vars(p.parse_args(argv)))
+    bad = [k for k in ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps",
+                       "batch_size", "num_epochs") if getattr(cfg, k) < 1]
+    if bad:
+        raise UserError(f"--{bad[0]} must be >= 1")
+    return cfg
+
+
+@cli_main
+def main(argv=None):
+    return run(parse_config(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Phase-2 datagen (target position), SequenceTRM recursion, EMA and training loop:
+python -m pytest tests/test_phase2.py -q"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from shared_utils.errors import UserError
+
+from llm_trm.data import Problem, make_problems, thinking_text, think_token_span
+from llm_trm.phase2 import Phase2Config, baselines, pad_collate, supervision_step, train_trm
+from llm_trm.phase2_datagen import DatagenConfig, pairs_for_texts
+from llm_trm.phase2_datagen import run as datagen
+from llm_trm.trm import EMA, SequenceTRM, TRMConfig, halt_loss
+
+
+def _bpe_tokenizer():
+    """A BPE with merges learned on thinking texts, so tokens straddle the delimiters' edges."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from llm_trm.tiny import CHATML
+
+    tk = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_next")
+    from llm_trm.tiny import tiny_tokenizer
+
+    base = tiny_tokenizer()
+    texts = [thinking_text(base, p)[0] for p in make_problems(200, seed=3)]
+    tk.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]", "<|im_end|>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|im_end|>")
+    tok.chat_template = CHATML
+    return tok
+
+
+def _brute_span(tok, text, prompt_chars):
+    """Brute force: decode growing prefixes; start = first token whose prefix reaches into '<think>',
+    end = first token whose prefix contains the whole '</think>' after the prompt."""
+    ids = tok(text, add_special_tokens=False).input_ids
+    c0 = text.find("<think>", prompt_chars)
+    c1 = text.find("</think>", c0) + len("</think>")
+    pieces = tok.convert_ids_to_tokens(ids)
+    if tok.decode(ids[:1]) != pieces[0]:  # byte-level symbols: decode is exact there
+        pieces = [tok.decode([i]) for i in ids]
+    lens = [len("".join(pieces[: i + 1])) for i in range(len(ids))]
+    start = next(i for i, n in enumerate(lens) if n > c0)
+    end = next(i for i, n in enumerate(lens) if n >= c1)
+    return start, end
+
+
+@pytest.mark.parametrize("tok_kind", ["bytes", "bpe"])
+def test_think_span_matches_brute_force(tok_kind, tiny_tok):
+    tok = tiny_tok if tok_kind == "bytes" else _bpe_tokenizer()
+    probs = make_problems(20, seed=5) + [Problem("Is <think> a tag? and </think>? Answer with only the number.", "x", 7)]
+    multi = 0
+    for p in probs:
+        text, pc = thinking_text(tok, p)
+        enc = tok(text, return_offsets_mapping=True, add_special_tokens=False)
+        span = think_token_span([tuple(o) for o in enc.offset_mapping], text, pc)
+        assert span == _brute_span(tok, text, pc)
+        assert enc.offset_mapping[span[0]][1] > pc  # found after the prompt, even when the question has tags
+        assert tok.decode(enc.input_ids[span[1] + 1:]).startswith(str(p.answer)[0]) or tok_kind == "bpe"
+        multi += len(tok.tokenize("</think>")) > 1
+    assert multi or tok_kind == "bpe"  # bytes: multi-token delimiters; bpe: merges straddle the edges
+
+
+def test_missing_delimiter_raises(tiny_tok):
+    with pytest.raises(ValueError):
+        think_token_span([(i, i + 1) for i in range(10)], "no tags here", 0)
+
+
+def test_datagen_teacher_forcing_and_resume(tmp_path, tiny_lm, tiny_tok, monkeypatch):
+    from llm_trm.llm import LazyLLM
+
+    llm = LazyLLM("tiny", torch.device("cpu"), tiny_lm)
+    cfg = DatagenConfig(num_samples=6, batch_size=2, checkpoint_every=2, output_dir=str(tmp_path / "a"),
+                        model_name="tiny", max_seq_length=512)
+    full = datagen(cfg, llm, tiny_tok)
+    p = make_problems(1, seed=cfg.seed)[0]
+    text, pc = thinking_text(tiny_tok, p)
+    enc = tiny_tok(text, return_offsets_mapping=True, add_special_tokens=False)
+    s, e = think_token_span([tuple(o) for o in enc.offset_mapping], text, pc)
+    out = tiny_lm(torch.tensor([enc.input_ids]), output_hidden_states=True)
+    assert torch.allclose(full["hidden_pre"][0], out.hidden_states[-1][0, :s], atol=1e-5)
+    assert torch.allclose(full["hidden_post"][0], out.hidden_states[-1][0, e], atol=1e-5)
+    assert full["post_token_id"][0] == out.logits[0, e].argmax()
+    # interrupted after the first batch, then resumed: same pairs as the uninterrupted run
+    import llm_trm.phase2_datagen as dg
+
+    calls = {"n": 0}
+    real = dg.pairs_for_texts
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    cfg_b = dataclasses.replace(cfg, output_dir=str(tmp_path / "b"))
+    monkeypatch.setattr(dg, "pairs_for_texts", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        datagen(cfg_b, llm, tiny_tok)
+    monkeypatch.setattr(dg, "pairs_for_texts", real)
+    resumed = datagen(cfg_b, llm, tiny_tok)
+    assert torch.equal(resumed["hidden_post"], full["hidden_post"]) and resumed["answers"] == full["answers"]
+    with pytest.raises(UserError, match="different"):
+        (tmp_path / "b" / "checkpoint_hidden_pairs.pt").write_bytes((tmp_path / "a" / "hidden_pairs.pt").read_bytes())
+        datagen(dataclasses.replace(cfg_b, num_samples=5), llm, tiny_tok)
+
+
+def test_pairs_for_texts_batch_matches_single(tiny_lm, tiny_tok):
+    probs = make_problems(3, seed=1)
+    texts = [thinking_text(tiny_tok, p) for p in probs]
+    batch = pairs_for_texts(tiny_lm, tiny_tok, [t for t, _ in texts], [c for _, c in texts], 512)
+    single = pairs_for_texts(tiny_lm, tiny_tok, [texts[2][0]], [texts[2][1]], 512)
+    assert torch.allclose(batch[2]["hidden_post"], single[0]["hidden_post"], atol=1e-4)
+
+
+def test_collate_masks():
+    x, m = pad_collate([torch.ones(2, 4), torch.ones(3, 4)])
+    assert x.shape == (2, 3, 4) and m.tolist() == [[1, 1, 0], [1, 1, 1]] and x[0, 2].abs().sum() == 0
+
+
+def _trm(**kw):
+    torch.manual_seed(0)
+    return SequenceTRM(TRMConfig(**{**dict(d_model=8, n_layers=1, n_heads=2, n=2, T=3, dropout=0.0), **kw}))
+
+
+def test_shapes_and_padding_invariance():
+    m = _trm().eval()
+    x, mask = pad_collate([torch.randn(3, 8), torch.randn(5, 8)])
+    x_aug, pad, y, z = m.prepare(x, mask)
+    y, z, pred, halt = m.deep_recursion(x_aug, y, z, pad)
+    assert y.shape == (2, 6, 8) and pred.shape == (2, 8) and halt.shape == (2,)
+    alone = m.predict(*pad_collate([x[0, :3]]), n_sup=2)
+    assert torch.allclose(m.predict(x, mask, n_sup=2)[0], alone[0], atol=1e-5)
+
+
+def test_only_last_recursion_carries_a_graph():
+    m = _trm()
+    x, mask = pad_collate([torch.randn(4, 8)])
+    x_aug, pad, y0, z0 = m.prepare(x, mask)
+    y0, z0 = y0.requires_grad_(), z0.requires_grad_()
+    _, _, pred, _ = m.deep_recursion(x_aug, y0, z0, pad)
+    assert torch.autograd.grad(pred.sum(), [y0, z0], allow_unused=True) == (None, None)  # T-1 no-grad first
+    m1 = _trm(T=1)
+    _, _, pred1, _ = m1.deep_recursion(x_aug, y0, z0, pad)
+    assert all(g is not None for g in torch.autograd.grad(pred1.sum(), [y0, z0], allow_unused=True))
+    # the graph holds exactly one latent recursion: (n + 1) net calls of 1 layer each
+    calls = {"n": 0}
+    m.net[0].register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + torch.is_grad_enabled()))
+    m.deep_recursion(x_aug, y0, z0, pad)
+    assert calls["n"] == m.cfg.n + 1
+
+
+def test_ema_math():
+    m = torch.nn.Linear(2, 1, bias=False)
+    ema = EMA(m, decay=0.9)
+    old = m.weight.detach().clone()
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    ema.update(m)
+    assert torch.allclose(ema.shadow["weight"], 0.9 * old + 0.1 * (old + 1.0))
+    assert torch.allclose(ema.copy_to(m).weight, ema.shadow["weight"]) and torch.equal(m.weight, old + 1.0)
+
+
+def test_halt_target_detach_switch():
+    pred = torch.randn(3, 4, requires_grad=True)
+    target, logit = torch.randn(3, 4), torch.zeros(3, requires_grad=True)
+    g_det = torch.autograd.grad(halt_loss(logit, pred, target, detach_target=True), pred, allow_unused=True)[0]
+    g_bug = torch.autograd.grad(halt_loss(logit, pred, target, detach_target=False), pred)[0]
+    assert g_det is None and g_bug.abs().sum() > 0
+
+
+def _pairs(n=20, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(int(torch.randint(3, 7, (1,), generator=g)), d, generator=g) for _ in range(n)]
+    ys = torch.stack([x.mean(0) for x in xs])
+    return xs, ys
+
+
+def test_supervision_steps_per_batch_and_detached_carry():
+    cfg = Phase2Config(n_supervision_steps=3, batch_size=4, num_epochs=1, n_heads=2)
+    m = _trm()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    xs, ys = _pairs(4)
+    x_aug, pad, y, z = m.prepare(*pad_collate(xs))
+    before = [p.detach().clone() for p in m.parameters()]
+    y, z, metrics = supervision_step(m, opt, sched, None, x_aug, pad, y, z, ys, cfg, 0.7)
+    assert not y.requires_grad and not z.requires_grad and sched.last_epoch == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
+
+
+def test_train_trm_steps_threshold_ema_and_best(tmp_path):
+    xs, ys = _pairs(24)
+    cfg = Phase2Config(n_supervision_steps=2, batch_size=8, num_epochs=3, n_heads=2, n_latent_steps=2,
+                       n_deep_recursions=2, bce_halt_loss=True, learning_rate=1e-3, ema_decay=0.5)
+    rows = []
+    best = train_trm(cfg, xs[:20], ys[:20], xs[20:], ys[20:], tmp_path, log=lambda r, e: rows.append(r))
+    assert rows[-1]["train/lr"] == pytest.approx(0.0, abs=1e-9)  # 3 batches x 2 steps x 3 epochs, cosine ends at 0
+    assert rows[1]["epoch/halt_threshold"] == pytest.approx(0.95 * rows[1]["train/cosine_similarity"])
+    ck = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert ck["loss"] == pytest.approx(min(r["eval/mse"] for r in rows)) and best["epoch"] == ck["epoch"]
+    w = ck["trm_state_dict"]["halt_head.weight"]
+    assert torch.equal(w, ck["ema_shadow"]["halt_head.weight"])  # EMA weights are the evaluation weights
+    assert not torch.equal(w, ck["raw_state_dict"]["halt_head.weight"])
+
+
+def test_baselines_ridge_recovers_linear_map():
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(3, 4, generator=g) for _ in range(50)]
+    a = torch.randn(4, 4, generator=g)
+    ys = torch.stack([x[-1] @ a for x in xs])
+    b = baselines(xs[:40], ys[:40], xs[40:], ys[40:], ridge_lambda=1e-8)
+    assert torch.allclose(b["ridge_last_state"], ys[40:], atol=1e-3)
+    assert torch.allclose(b["mean_target"][0], ys[:40].mean(0))
+
+
+def test_heads_must_divide_width():
+    with pytest.raises(ValueError):
+        SequenceTRM(TRMConfig(d_model=12, n_heads=8))
