@@ -1,0 +1,259 @@
+"""Phase 3: GRPO on the TRM's reasoning latent, rewarded by answer correctness (spec 4.4 design A).
+
+    python -m src.train.phase3_grpo --trm_checkpoint ./checkpoints/phase2/best.pt \\
+        --compressor_checkpoint ./checkpoints/phase1/stage1b_best.pt      # original command (from llm_trm/)
+    python -m llm_trm.phase3 --num_train 64 --num_eval 64 --num_epochs 3
+
+The task is 1-digit addition in words ("What is 3 + 5? Answer with only the number."), where the embedded
+SmolLM2-135M-Instruct is right on some prompts and wrong on others. The frozen LLM encodes the chat prompt;
+the compressed prompt states go through the TRM; its output mu(q) is the mean of a Gaussian policy over the
+latent. For each prompt G latents are sampled; each gives the first answer token as argmax lm_head(W^T a)
+(the only place the TRM enters the LLM, as in [LT]'s inference branch), and greedy decoding continues.
+Reward 1 when the extracted answer is right. The LLM is frozen and decoding is greedy, so the continuation
+for a (prompt, first token) pair is memoised. Trainable: the TRM only (the compressor W and the LLM stay
+frozen: in this design the policy's log-probability does not depend on W).
+The report compares base no-think, base with a CoT prompt, compressor round trip, phase-2 TRM, phase-3 TRM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from shared_utils.errors import UserError, cli_main
+from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
+
+from llm_trm.data import ANSWER_INSTRUCTION, chat_prompt, make_problems
+from llm_trm.grpo import extract_answer, gaussian_logprob, group_advantages, grpo_loss, is_correct
+from llm_trm.hidden import last_layer_states
+from llm_trm.llm import LazyLLM, Tracker, pick_run_device
+from llm_trm.phase1 import load_compressor
+from llm_trm.phase2 import load_trm
+
+COT_INSTRUCTION = "Think step by step, then give the final answer."
+
+
+@dataclass
+class Phase3Config:
+    trm_checkpoint: str = "./checkpoints/phase2/best.pt"
+    compressor_checkpoint: str = "./checkpoints/phase1/stage1b_best.pt"  # [LT]'s default "best.pt" never existed
+    model_name: str = "smollm2-135m"
+    output_dir: str = "./checkpoints/phase3"
+    batch_size: int = 4  # prompts per GRPO step
+    learning_rate: float = 1e-5
+    num_epochs: int = 10
+    group_size: int = 8  # G
+    kl_coef: float = 0.1  # beta
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    num_iterations: int = 1  # mu: updates per rollout batch (1 -> ratio == 1)
+    scale_rewards: str = "group"
+    sigma_scale: float = 0.1  # sigma = sigma_scale * RMS of the phase-2 means on the training prompts
+    n_supervision_steps: int | None = None  # default: the phase-2 value
+    num_train: int = 64
+    num_eval: int = 64
+    max_value: int = 9
+    max_new_tokens: int = 8
+    cot_max_new_tokens: int = 64
+    seed: int = 42
+    device: str = "auto"
+    use_wandb: bool = False
+    wandb_project: str = "llm-trm-phase3"
+
+
+class Decoder:
+    """Greedy continuations from the frozen LLM, memoised per (prompt, forced first token)."""
+
+    def __init__(self, llm, tokenizer, max_new_tokens: int):
+        self.llm, self.tok, self.max_new = llm, tokenizer, max_new_tokens
+        self.memo: dict[tuple, str] = {}
+
+    @torch.no_grad()
+    def complete(self, prompt_ids: list[int], first: int | None = None, max_new: int | None = None) -> str:
+        key = (tuple(prompt_ids), first, max_new)
+        if key not in self.memo:
+            ids = prompt_ids + ([first] if first is not None else [])
+            n = (max_new or self.max_new) - (first is not None)
+            dev = next(self.llm.parameters()).device
+            inp = torch.tensor([ids], device=dev)
+            out = self.llm.generate(inp, attention_mask=torch.ones_like(inp), max_new_tokens=max(n, 1),
+                                    do_sample=False, pad_token_id=self.tok.pad_token_id) if n > 0 else inp
+            self.memo[key] = self.tok.decode(out[0, len(prompt_ids):], skip_special_tokens=True)
+        return self.memo[key]
+
+
+@torch.no_grad()
+def encode_prompts(llm, tokenizer, comp, questions: list[str]) -> dict:
+    """Prompt ids, compressed context [L_i, D'] and the raw last prompt state [D] per question."""
+    ids, ctx, last = [], [], []
+    dev = next(llm.parameters()).device
+    for q in questions:
+        p = tokenizer(chat_prompt(tokenizer, q), add_special_tokens=False).input_ids
+        h = last_layer_states(llm, torch.tensor([p], device=dev))[0].cpu()
+        ids.append(p)
+        ctx.append(comp(h))
+        last.append(h[-1])
+    return {"ids": ids, "ctx": ctx, "last": torch.stack(last)}
+
+
+def first_tokens(latents: torch.Tensor, comp, lm_head_w: torch.Tensor) -> torch.Tensor:
+    """argmax lm_head(W^T a) for latents [..., D']."""
+    return (comp.decompress(latents) @ lm_head_w.T).argmax(-1)
+
+
+def policy_means(trm, ctx: list[torch.Tensor], n_sup: int, grad: bool) -> torch.Tensor:
+    from llm_trm.phase2 import pad_collate
+
+    x, mask = pad_collate(ctx)
+    return trm.predict_with_grad(x, mask, n_sup) if grad else trm.predict(x, mask, n_sup)
+
+
+def rewards_for(decoder, prompts: list[list[int]], toks: torch.Tensor, golds: list[str]) -> torch.Tensor:
+    """toks [P, G] forced first tokens -> rewards [P, G] in {0, 1}."""
+    r = torch.zeros(toks.shape)
+    for i, ids in enumerate(prompts):
+        for j, t in enumerate(toks[i].tolist()):
+            r[i, j] = float(is_correct(extract_answer(decoder.complete(ids, t)), golds[i]))
+    return r
+
+
+def accuracy(decoder, prompts, golds, firsts=None, max_new=None) -> float:
+    hits = [is_correct(extract_answer(decoder.complete(p, None if firsts is None else int(firsts[i]), max_new)), g)
+            for i, (p, g) in enumerate(zip(prompts, golds))]
+    return sum(hits) / len(hits)
+
+
+def grpo_step(policy, ref_mu, ctx, prompts, golds, comp, head, decoder, opt, cfg, sigma, n_sup):
+    """Sample G latents per prompt, score them, and take ``num_iterations`` clipped-surrogate steps."""
+    t0 = time.time()
+    with torch.no_grad():
+        mu0 = policy_means(policy, ctx, n_sup, grad=False)
+        acts = mu0.unsqueeze(1) + sigma * torch.randn(len(ctx), cfg.group_size, mu0.shape[-1])
+        toks = first_tokens(acts, comp, head)
+        old_logp = gaussian_logprob(acts, mu0.unsqueeze(1), sigma)
+    rewards = rewards_for(decoder, prompts, toks, golds)
+    adv, zero_std = group_advantages(rewards, cfg.scale_rewards)
+    for _ in range(cfg.num_iterations):
+        mu = policy_means(policy, ctx, n_sup, grad=True)
+        loss, stats = grpo_loss(mu, acts, old_logp, adv, sigma, ref_mu, cfg.kl_coef, cfg.epsilon, cfg.epsilon_high)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    d = mu0.shape[-1]
+    lengths = [len(decoder.tok(decoder.complete(p, t)).input_ids) for i, p in enumerate(prompts)
+               for t in toks[i].tolist()]
+    return {"loss": loss.item(), "reward": rewards.mean().item(), "reward_std": rewards.std(1).mean().item(),
+            "frac_reward_zero_std": zero_std, **stats,
+            "entropy": 0.5 * d * (1 + math.log(2 * math.pi * sigma**2)),
+            "completions/mean_length": sum(lengths) / len(lengths), "completions/min_length": min(lengths),
+            "completions/max_length": max(lengths), "step_time": time.time() - t0}
+
+
+def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
+    from shared_utils.models import load_tokenizer
+
+    seed_everything(cfg.seed)
+    comp = load_compressor(cfg.compressor_checkpoint)
+    ref = load_trm(cfg.trm_checkpoint)
+    policy = load_trm(cfg.trm_checkpoint)
+    ck2 = torch.load(cfg.trm_checkpoint, map_location="cpu", weights_only=True)
+    n_sup = cfg.n_supervision_steps or ck2["config"]["n_supervision_steps"]
+    if ref.cfg.d_model != comp.d_compressed:
+        raise UserError(f"TRM width {ref.cfg.d_model} != compressor D' {comp.d_compressed}")
+    tokenizer = tokenizer or load_tokenizer(cfg.model_name)
+    model = (llm or LazyLLM(cfg.model_name, pick_run_device(cfg.device))).get()
+    head = model.get_output_embeddings().weight.detach().float().cpu()
+    train_p = make_problems(cfg.num_train, seed=cfg.seed + 7, max_value=cfg.max_value)
+    eval_p = make_problems(cfg.num_eval, seed=cfg.seed + 8, max_value=cfg.max_value)
+    tr = encode_prompts(model, tokenizer, comp, [p.question for p in train_p])
+    ev = encode_prompts(model, tokenizer, comp, [p.question for p in eval_p])
+    tr_gold, ev_gold = [str(p.answer) for p in train_p], [str(p.answer) for p in eval_p]
+    ref_mu_tr = policy_means(ref, tr["ctx"], n_sup, grad=False)
+    sigma = cfg.sigma_scale * ref_mu_tr.pow(2).mean().sqrt().item()
+    decoder = Decoder(model, tokenizer, cfg.max_new_tokens)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
+    out = Path(cfg.output_dir)
+    run_dir = RunDir(out)
+    run_dir.write_config(asdict(cfg))
+    run_dir.write_meta(seed=cfg.seed, sigma=sigma)
+    tracker = Tracker.create(cfg.use_wandb, cfg.wandb_project, f"phase3_grpo_d{comp.d_compressed}", asdict(cfg))
+    step, g = 0, torch.Generator().manual_seed(cfg.seed)
+    policy.eval()  # dropout off: the ratio must compare the same deterministic mean
+    for _epoch in tqdm(range(cfg.num_epochs), desc="phase-3 GRPO epochs", leave=False):
+        perm = torch.randperm(cfg.num_train, generator=g).tolist()
+        for s in range(0, len(perm), cfg.batch_size):
+            idx = perm[s: s + cfg.batch_size]
+            m = grpo_step(policy, ref_mu_tr[idx], [tr["ctx"][i] for i in idx], [tr["ids"][i] for i in idx],
+                          [tr_gold[i] for i in idx], comp, head, decoder, opt, cfg, sigma, n_sup)
+            step += 1
+            run_dir.log(step, **m)
+            tracker.log(m, step)
+    tracker.finish()
+    atomic_torch_save({"trm_state_dict": policy.state_dict(), "trm_config": asdict(policy.cfg), "config": asdict(cfg),
+                       "sigma": sigma, "compressor": comp.state_dict()}, out / "trm_grpo.pt")
+    report = evaluate_all(cfg, decoder, tokenizer, comp, head, ref, policy, ev, ev_gold, eval_p, n_sup)
+    report["_meta"] = {"sigma": sigma, "steps": step, "num_train": cfg.num_train, "num_eval": cfg.num_eval,
+                       "max_value": cfg.max_value, "group_size": cfg.group_size}
+    atomic_write_json(out / "eval.json", report)
+    for k, v in report.items():
+        if not k.startswith("_"):
+            print(f"[phase3] accuracy {k:22s} {v:.3f}", flush=True)
+    return report
+
+
+@torch.no_grad()
+def evaluate_all(cfg, decoder, tokenizer, comp, head, ref, policy, ev, golds, problems, n_sup) -> dict:
+    """Held-out accuracy of the five systems of [LT] scripts/benchmark.py (greedy decoding)."""
+    cot_ids = [tokenizer(chat_prompt(tokenizer, p.question.replace(ANSWER_INSTRUCTION, COT_INSTRUCTION)),
+                         add_special_tokens=False).input_ids for p in problems]
+    round_trip = (comp.reconstruct(ev["last"]) @ head.T).argmax(-1)
+    return {
+        "base_no_think": accuracy(decoder, ev["ids"], golds),
+        "base_cot_prompt": accuracy(decoder, cot_ids, golds, max_new=cfg.cot_max_new_tokens),
+        "compressor_round_trip": accuracy(decoder, ev["ids"], golds, round_trip),
+        "phase2_trm": accuracy(decoder, ev["ids"], golds, first_tokens(policy_means(ref, ev["ctx"], n_sup, False),
+                                                                        comp, head)),
+        "phase3_trm": accuracy(decoder, ev["ids"], golds, first_tokens(policy_means(policy, ev["ctx"], n_sup, False),
+                                                                        comp, head)),
+    }
+
+
+def parse_config(argv=None) -> Phase3Config:
+    c = Phase3Config()
+    p = argparse.ArgumentParser(prog="phase3_grpo", description=__doc__.split("\n")[0])
+    for k in ("trm_checkpoint", "compressor_checkpoint", "model_name", "output_dir", "device", "wandb_project"):
+        p.add_argument(f"--{k}", default=getattr(c, k))
+    for k in ("batch_size", "num_epochs", "group_size", "num_iterations", "num_train", "num_eval", "max_value",
+              "max_new_tokens", "cot_max_new_tokens", "seed"):
+        p.add_argument(f"--{k}", type=int, default=getattr(c, k))
+    for k in ("learning_rate", "kl_coef", "epsilon", "sigma_scale"):
+        p.add_argument(f"--{k}", type=float, default=getattr(c, k))
+    p.add_argument("--epsilon_high", type=float, default=None)
+    p.add_argument("--n_supervision_steps", type=int, default=None)
+    p.add_argument("--scale_rewards", choices=["group", "batch", "none"], default=c.scale_rewards)
+    p.add_argument("--use_wandb", action="store_true")
+    cfg = Phase3Config(**vars(p.parse_args(argv)))
+    bad = [k for k in ("batch_size", "num_epochs", "num_iterations", "num_train", "num_eval", "max_value",
+                       "max_new_tokens") if getattr(cfg, k) < 1]
+    if cfg.group_size < 2:
+        bad.append("group_size (>= 2: GRPO needs a group)")
+    if cfg.sigma_scale <= 0:
+        bad.append("sigma_scale")
+    if bad:
+        raise UserError(f"invalid --{bad[0]}")
+    return cfg
+
+
+@cli_main
+def main(argv=None):
+    return run(parse_config(argv))
+
+
+if __name__ == "__main__":
+    main()
