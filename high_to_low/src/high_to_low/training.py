@@ -1,0 +1,325 @@
+"""Training of TurboConn ("our method") and the LoRA baseline ("transformer"), as the original train.py.
+
+    python train.py --our_method True --model_name smollm2-135m --dataset_name parity \\
+        --checkpoint_root_folder ./checkpoints --batch_size 8 --group_size 4 --max_steps 10 --seq_len 8
+
+Loss = sum over examples and answer-span tokens (":" + answer) of -log(p + 2^-24); Adam on LoRA + bridge
+parameters; cyclic lr (100 warm-up steps, 900 cosine steps); grad-norm clip at batch_size; checkpoints
+every --save_interval steps (atomic); a rerun resumes from the latest complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from high_to_low.get_model import (
+    IMPROVED_RANK, TINY_MODEL, TRANSFORMER_RANK, build_model, matched_transformer_rank, parse_bridges,
+    preset_bridges, select_trainable,
+)
+from high_to_low.reasoning_datasets import answer_text, check_dataset, encode, load_split, prompt_text
+from shared_utils.errors import NonFiniteLossError, UserError
+from shared_utils.models import pick_device
+from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
+
+EPS = 2.0 ** -24  # the original's -log(p + 2^-24)
+RESUME_KEYS = ("our_method", "model_name", "dataset_name", "batch_size", "group_size", "bridges", "multiplier",
+               "lora_rank", "bridge_rank", "full_finetune", "seed", "base_lr", "warmup_steps", "period",
+               "num_train", "seq_len", "max_n", "min_len", "data_dir", "tiny_layers", "split_batch_into")
+
+
+def str2bool(text: str) -> bool:
+    """The original's True|False strings, parsed properly (its type=bool made "False" true)."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got '{text}'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train with high-to-low connections (or the LoRA baseline).")
+    add = p.add_argument
+    add("--our_method", type=str2bool, default=True, help="True: bridges + grouped forward; False: baseline")
+    add("--model_name", default="meta-llama/Llama-3.1-8B", help="Hub id, local dir, smollm2-135m, or tiny")
+    add("--dataset_name", default="multi-step-arithmetic", help="gsm8k | multi-step-arithmetic | parity")
+    add("--checkpoint_root_folder", required=True)
+    add("--batch_size", type=int, default=64, help="effective batch size (examples per optimizer step)")
+    add("--group_size", type=int, default=4, help="g: bridge delay and tokens per sequential call")
+    add("--split_batch_into", type=int, default=1, help="micro-batches per step (gradient accumulation)")
+    add("--save_interval", type=int, default=1000)
+    add("--total_epochs", type=int, default=3)
+    add("--multiplier", type=float, default=100, help="bridge scale in units of 0.01 (100 -> m = 1)")
+    add("--gpu_memory_limit", default="35GiB", help="per-GPU max_memory for multi-GPU dispatch; unused on CPU")
+    # Extras (not in the original README) for CPU runs and other models.
+    add("--seed", type=int, default=42)
+    add("--device", default="auto")
+    add("--lr", type=float, default=3e-5, help="base learning rate (original 3e-5)")
+    add("--warmup_steps", type=int, default=100)
+    add("--period", type=int, default=900, help="cosine steps after warm-up; the cycle is warmup+period")
+    add("--max_steps", type=int, default=None, help="stop after this many optimizer steps")
+    add("--num_train", type=int, default=None, help="synthetic training examples (default 384000)")
+    add("--seq_len", type=int, default=70, help="parity: longest bit string")
+    add("--min_len", type=int, default=1, help="parity/arithmetic: shortest length")
+    add("--max_n", type=int, default=30, help="multi-step-arithmetic: most expression-tree nodes")
+    add("--data_dir", default=None, help="folder with train_shuffled.txt/valid.txt/test.txt, or GSM8K jsonl")
+    add("--bridges", default=None, help="override the preset, e.g. '5:0,5:1'")
+    add("--rank", type=int, default=None, help="LoRA/bridge rank (default 120 / baseline 140, or matched)")
+    add("--full_finetune", type=str2bool, default=None, help="train all weights (default: True for tiny)")
+    add("--tiny_layers", type=int, default=6, help="depth of the from-scratch tiny model")
+    return p
+
+
+def validate(args) -> None:
+    check_dataset(args.dataset_name)
+    if args.group_size <= 0:
+        raise UserError(f"--group_size must be >= 1 (got {args.group_size})")
+    if args.batch_size <= 0 or args.split_batch_into <= 0 or args.batch_size % args.split_batch_into:
+        raise UserError(f"--split_batch_into {args.split_batch_into} must divide --batch_size {args.batch_size}")
+    for name in ("save_interval", "total_epochs"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name} must be >= 1")
+    if args.max_steps is not None and args.max_steps <= 0:
+        raise UserError("--max_steps must be >= 1")
+
+
+def model_short(model_name: str) -> str:
+    return Path(str(model_name).rstrip("/")).name
+
+
+def checkpoint_folder(root, our_method: bool, model_name: str, dataset: str) -> Path:
+    kind = "improved" if our_method else "transformer"
+    return Path(root) / f"{kind}_training_checkpoint_test_{model_short(model_name)}_{dataset}"
+
+
+def resolve_config(args, num_layers: int, lm_config) -> dict:
+    """The run's full configuration (written as save_configs.json and used to rebuild the model)."""
+    full = args.model_name == TINY_MODEL if args.full_finetune is None else args.full_finetune
+    bridges = parse_bridges(args.bridges, num_layers) if args.bridges else preset_bridges(args.model_name, num_layers)
+    rank = args.rank or (32 if args.model_name == TINY_MODEL else IMPROVED_RANK)
+    preset = any(k in args.model_name.lower() for k in ("llama-3.1-8b", "llama-3.2-1b"))
+    base_rank = TRANSFORMER_RANK if preset else matched_transformer_rank(lm_config, len(bridges), rank)
+    return {
+        "batch_size": args.batch_size, "group_size": args.group_size, "base_lr": args.lr,
+        "warmup_steps": args.warmup_steps, "period": args.period, "seed": args.seed,
+        "bridges": bridges if args.our_method else [], "model_name": args.model_name,
+        "multiplier": args.multiplier, "our_method": args.our_method, "dataset_name": args.dataset_name,
+        "bridge_rank": rank, "lora_rank": rank if args.our_method else (args.rank or base_rank),
+        "full_finetune": full, "tiny_layers": args.tiny_layers, "split_batch_into": args.split_batch_into,
+        "num_train": args.num_train, "seq_len": args.seq_len, "min_len": args.min_len, "max_n": args.max_n,
+        "data_dir": args.data_dir, "total_epochs": args.total_epochs, "save_interval": args.save_interval,
+        "max_steps": args.max_steps, "gpu_memory_limit": args.gpu_memory_limit,
+    }
+
+
+# ---------------------------------------------------------------------------------------- batches, loss
+def make_batch(items, tokenizer, group_size: int, device="cpu"):
+    """Right-padded ids, attention mask and answer-span mask (B, T), T rounded up to a multiple of g."""
+    seqs, spans = [], []
+    for it in items:
+        prompt, answer = encode(tokenizer, prompt_text(it)), encode(tokenizer, answer_text(it))
+        seqs.append(prompt + answer)
+        spans.append((len(prompt), len(prompt) + len(answer)))
+    T = max(len(s) for s in seqs)
+    T = -(-T // group_size) * group_size
+    ids = torch.full((len(seqs), T), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    span = torch.zeros((len(seqs), T), dtype=torch.bool)
+    for i, (s, (a, b)) in enumerate(zip(seqs, spans)):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+        span[i, a:b] = True
+    return ids.to(device), mask.to(device), span.to(device)
+
+
+def span_logprobs(logits, ids, span):
+    """Per-example sums over the span of log p(token) and of -log(p + 2^-24), and all-argmax flags."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    target, tmask = ids[:, 1:], span[:, 1:]
+    tok_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    nll_eps = -torch.log(tok_logp.exp() + EPS)
+    correct = (logits[:, :-1].argmax(-1) == target) | ~tmask
+    return (tok_logp * tmask).sum(1), (nll_eps * tmask).sum(1), correct.all(1)
+
+
+def lr_at(step: int, base: float, warmup: int = 100, period: int = 900) -> float:
+    """The original's cyclic schedule: linear warm-up from 0, then cosine to 0, restarting every cycle."""
+    w = step % (warmup + period)
+    if w <= warmup:
+        return base * w / max(1, warmup)
+    return 0.5 * base * (1 + math.cos(math.pi * (w - warmup) / period))
+
+
+# --------------------------------------------------------------------------------------- checkpoints
+def latest_checkpoint(folder: Path) -> int | None:
+    """Highest step j with a complete checkpoint (training_state_j.json is written last)."""
+    steps = []
+    for f in folder.glob("training_state_*.json"):
+        j = f.stem.rsplit("_", 1)[1]
+        if j.isdigit() and (folder / f"pretrain_improved_{j}.pth").exists() and \
+                (folder / f"optimizer_state_{j}.pth").exists():
+            steps.append(int(j))
+    return max(steps) if steps else None
+
+
+def trainable_state(model, names) -> dict:
+    params = dict(model.named_parameters())
+    return {n: params[n].detach().cpu().clone() for n in names}
+
+
+def load_trainable(model, path: Path, names) -> None:
+    """Load a pretrain_improved_*.pth into the model; missing or extra tensors are a clear error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user-facing problem
+        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+    expected = set(names)
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state))[:3], sorted(set(state) - expected)[:3]
+        raise UserError(f"{path} does not match this model (missing {missing}, unexpected {extra})")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, t in state.items():
+            if params[n].shape != t.shape:
+                raise UserError(f"{path}: {n} has shape {tuple(t.shape)}, model wants {tuple(params[n].shape)}")
+            params[n].copy_(t)
+
+
+def save_checkpoint(folder: Path, j: int, epoch: int, model, names, optimizer, tracking) -> None:
+    atomic_torch_save(trainable_state(model, names), folder / f"pretrain_improved_{j}.pth")
+    atomic_torch_save(optimizer.state_dict(), folder / f"optimizer_state_{j}.pth")
+    atomic_write_json(folder / f"loss_tracking_{j}.json", tracking)
+    atomic_write_json(folder / f"training_state_{j}.json", {"iteration": j, "epoch": epoch})
+
+
+def check_resume_config(folder: Path, cfg: dict) -> None:
+    path = folder / "save_configs.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    diff = [k for k in RESUME_KEYS if k in old and json.dumps(old[k]) != json.dumps(cfg[k])]
+    if diff:
+        raise UserError(f"{folder} holds a run with different {', '.join(diff)}; use another --checkpoint_root_folder")
+
+
+def dispatch_if_multi_gpu(model, device, limit: str):
+    """Naive layer-wise model parallelism over all GPUs (the original's accelerate dispatch)."""
+    if device.type != "cuda" or torch.cuda.device_count() < 2:
+        return model.to(device)
+    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
+
+    max_memory = {i: limit for i in range(torch.cuda.device_count())}
+    no_split = ["LlamaDecoderLayer"]
+    balanced = get_balanced_memory(model, max_memory=max_memory, no_split_module_classes=no_split)
+    device_map = infer_auto_device_map(model, max_memory=balanced, no_split_module_classes=no_split)
+    return dispatch_model(model, device_map=device_map)
+
+
+def base_config(model_name: str, tiny_layers: int = 6):
+    """The model's config without loading weights (to derive bridges and ranks before building)."""
+    from high_to_low.get_model import tiny_config
+    from high_to_low.reasoning_datasets import WordTokenizer
+
+    if model_name == TINY_MODEL:
+        return tiny_config(WordTokenizer(), num_layers=tiny_layers)
+    from transformers import AutoConfig
+
+    from shared_utils.models import resolve_model_path
+
+    return AutoConfig.from_pretrained(resolve_model_path(model_name))
+
+
+def train_items(cfg: dict) -> list[dict]:
+    gen = {"seq_len": cfg["seq_len"], "min_len": cfg["min_len"], "max_n": cfg["max_n"]}
+    items = load_split(cfg["dataset_name"], "train", cfg["data_dir"], num=cfg["num_train"], **gen)
+    if len(items) < cfg["batch_size"]:
+        raise UserError(f"{len(items)} training examples < --batch_size {cfg['batch_size']}")
+    return items
+
+
+def train_step(model, batch, cfg, params, optimizer, scaler, device) -> dict:
+    """One optimizer step over ``split_batch_into`` micro-batches; the loss is a sum, so k changes nothing."""
+    optimizer.zero_grad(set_to_none=True)
+    k, total_loss, probs = cfg["split_batch_into"], 0.0, []
+    size = len(batch) // k
+    for i in range(k):
+        ids, mask, span = make_batch(batch[i * size: (i + 1) * size], model.tokenizer, cfg["group_size"], device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+            logits = model(ids, mask)
+        logp, nll, _ = span_logprobs(logits, ids, span)
+        loss = nll.sum()
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss ({loss.item()}); stopping, the last good checkpoint is kept")
+        probs.extend(logp.detach().exp().tolist())
+        if loss.item() > 1e6:  # the original's guard: skip this micro-batch's backward
+            continue
+        (scaler.scale(loss) if scaler else loss).backward()
+        total_loss += loss.item()
+    if scaler:
+        scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg["batch_size"])  # = clip 1.0 on the mean loss
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return {"loss": total_loss / len(batch), "answer_prob": sum(probs) / len(probs),
+            "grad_norm": float(grad_norm)}
+
+
+def train(args) -> Path:
+    """Run (or resume) training; returns the checkpoint folder."""
+    validate(args)
+    device = pick_device(args.device)
+    cfg = resolve_config(args, base_config(args.model_name, args.tiny_layers).num_hidden_layers,
+                         base_config(args.model_name, args.tiny_layers))
+    folder = checkpoint_folder(args.checkpoint_root_folder, args.our_method, args.model_name, args.dataset_name)
+    check_resume_config(folder, cfg)
+    seed_everything(args.seed)
+    items = train_items(cfg)
+    model, tok = build_model(cfg)
+    model.tokenizer = tok
+    names = [n for n, _ in model.trainable_named_parameters(cfg["full_finetune"])]
+    params = select_trainable(model, cfg["full_finetune"])
+    model = dispatch_if_multi_gpu(model, device, args.gpu_memory_limit)
+    optimizer = torch.optim.Adam(params, lr=0.0)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    run = RunDir(folder)
+    run.write_config(cfg, "save_configs.json")
+    run.write_meta(seed=args.seed, trainable_params=sum(p.numel() for p in params))
+    j, tracking = 0, []
+    last = latest_checkpoint(folder)
+    if last is not None:
+        load_trainable(model, folder / f"pretrain_improved_{last}.pth", names)
+        optimizer.load_state_dict(torch.load(folder / f"optimizer_state_{last}.pth", weights_only=True))
+        tracking = json.loads((folder / f"loss_tracking_{last}.json").read_text())
+        j = last
+    steps_per_epoch = len(items) // cfg["batch_size"]  # an incomplete last batch is skipped
+    total = steps_per_epoch * cfg["total_epochs"]
+    total = min(total, args.max_steps) if args.max_steps else total
+    print(f"[train] {folder.name}: {len(items)} examples, {sum(p.numel() for p in params):,} trainable params, "
+          f"{len(cfg['bridges'])} bridges, steps {j}->{total}", flush=True)
+    model.train()
+    bar = tqdm(range(j, total), initial=j, total=total, desc="train", mininterval=5)
+    for j in bar:
+        epoch, b = divmod(j, steps_per_epoch)
+        batch = items[b * cfg["batch_size"]: (b + 1) * cfg["batch_size"]]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(j, cfg["base_lr"], cfg["warmup_steps"], cfg["period"])
+        t0 = time.perf_counter()
+        stats = train_step(model, batch, cfg, params, optimizer, scaler, device)
+        stats["step_time"] = time.perf_counter() - t0
+        tracking.append(stats["answer_prob"])
+        run.log(j + 1, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **stats)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", p=f"{stats['answer_prob']:.3f}")
+        if (j + 1) % args.save_interval == 0 or j + 1 == total:
+            save_checkpoint(folder, j + 1, epoch, model, names, optimizer, tracking)
+    return folder
