@@ -49,6 +49,9 @@ class TrainingArguments:
     warmup_ratio: float = field(default=0.01, metadata={"help": "warmup share of optimizer steps (lr_schedule fixed)"})
     max_grad_norm: float = field(default=-1.0, metadata={"help": "clip norm; <0: 5.0 for MSE, 1.0 for LLM loss (original)"})
     mixed_precision: str = field(default="auto", metadata={"help": "LLM loss: auto (bf16 on CUDA, no on CPU) | no | bf16 | fp16"})
+    mse_loss_start: int = field(default=0, metadata={
+        "help": "first token position in the MSE loss (1 leaves out the attention-sink token 0, whose massive "
+                "activations dominate the plain MSE; 0 = the original)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
 
 
@@ -58,6 +61,8 @@ def validate(model_args: ModelArguments, args: TrainingArguments) -> None:
     for name in positive:
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.mse_loss_start < args.seq_len:
+        raise UserError(f"--mse_loss_start must be in 0..{args.seq_len - 1}, got {args.mse_loss_start}")
     if args.num_test_blocks < 1:
         raise UserError(f"--num_test_blocks must be at least 1, got {args.num_test_blocks}")
     if not (args.lr > 0 and 0 <= args.min_lr <= args.lr):

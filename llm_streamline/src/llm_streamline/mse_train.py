@@ -28,8 +28,11 @@ from llm_streamline.scheduler import cosine_schedule, horizons
 from shared_utils.errors import NonFiniteLossError
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean squared error over the elements of valid tokens (= nn.MSELoss when nothing is padded)."""
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, start: int = 0) -> torch.Tensor:
+    """Mean squared error over the elements of valid tokens at positions >= ``start`` (= nn.MSELoss when
+    nothing is padded and start = 0)."""
+    pred, target = pred[:, start:], target[:, start:]
+    mask = None if mask is None else mask[:, start:]
     if mask is None:
         return torch.nn.functional.mse_loss(pred, target)
     m = mask.to(pred.dtype)[..., None]
@@ -37,11 +40,11 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
 
 
 @torch.no_grad()
-def validation_mse(model, modules, kind: str, store, batch_size: int, device) -> float:
+def validation_mse(model, modules, kind: str, store, batch_size: int, device, start: int = 0) -> float:
     total, count = 0.0, 0
     for i in range(0, len(store), batch_size):
         x, y, mask = store.get(torch.arange(i, min(i + batch_size, len(store))), device)
-        total += float(masked_mse(run_lightweight(model, modules, kind, x, mask), y, mask)) * x.shape[0]
+        total += float(masked_mse(run_lightweight(model, modules, kind, x, mask), y, mask, start)) * x.shape[0]
         count += x.shape[0]
     return total / max(1, count)
 
@@ -60,7 +63,7 @@ def train_mse(model, modules, kind: str, train_store, test_store, args, device, 
     sched = cosine_schedule(opt, warmup, total, args.lr, args.min_lr)
     clip = args.max_grad_norm if args.max_grad_norm >= 0 else 5.0
     modules.eval()  # no dropout in these layers; eval() keeps them deterministic
-    best_val = validation_mse(model, modules, kind, test_store, args.batch_size, device)
+    best_val = validation_mse(model, modules, kind, test_store, args.batch_size, device, args.mse_loss_start)
     best_state = copy.deepcopy(modules.state_dict())  # a real copy (the original kept references)
     history = {"val_mse": [best_val], "train_mse": [], "lr": []}
     log(f"validation MSE before training: {best_val:.6f}")
@@ -71,7 +74,7 @@ def train_mse(model, modules, kind: str, train_store, test_store, args, device, 
         bar = tqdm(range(loader_len), desc=f"mse epoch {epoch + 1}", leave=False)
         for i in bar:
             x, y, mask = train_store.get(order[i * args.batch_size : (i + 1) * args.batch_size], device)
-            loss = masked_mse(run_lightweight(model, modules, kind, x, mask), y, mask)
+            loss = masked_mse(run_lightweight(model, modules, kind, x, mask), y, mask, args.mse_loss_start)
             if not torch.isfinite(loss):
                 modules.load_state_dict(best_state)
                 raise NonFiniteLossError(f"non-finite MSE loss at epoch {epoch + 1} micro-batch {i + 1}; "
@@ -86,7 +89,7 @@ def train_mse(model, modules, kind: str, train_store, test_store, args, device, 
                 step += 1
                 history["lr"].append(sched.get_last_lr()[0])
             bar.set_postfix(mse=f"{loss.item():.4f}")
-        val = validation_mse(model, modules, kind, test_store, args.batch_size, device)
+        val = validation_mse(model, modules, kind, test_store, args.batch_size, device, args.mse_loss_start)
         history["val_mse"].append(val)
         log(f"epoch {epoch + 1}: validation MSE {val:.6f} ({step} optimizer steps)")
         if val < best_val:
