@@ -96,6 +96,7 @@ class TrainConfig:
     output_dir: str = "results"
     use_trainer: bool = False
     resume_from_checkpoint: str | None = None
+    track_merge_logits: bool = False  # record max |logit change| across each merge (2 extra forwards per merge)
     legacy_eval: bool = False  # also report the original's buggy evaluation (bug reproduction only)
     device: str = "auto"
 

@@ -104,7 +104,7 @@ def merge_layer(layer: LoraLayer, alpha: float, split: str = "sqrt", adapter: st
     c_a, c_b = split_factors(alpha, split)
     layer.lora_A[adapter].weight.mul_(c_a)
     layer.lora_B[adapter].weight.mul_(c_b)
-    return float(delta.float().norm()), c_a, c_b
+    return float(delta.double().norm()), c_a, c_b
 
 
 def partial_merge(

@@ -90,8 +90,22 @@ def prepare(cfg: TrainConfig, base: torch.nn.Module | None = None, tokenizer=Non
     model.train()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     run = RunDir(cfg.output_dir)
+    collator = PadCollator(pad)
+    probe = make_probe(tokenizer, eval_text, collator, device) if cfg.track_merge_logits else None
     return Setup(cfg, model, tokenizer, shuffled(rows, cfg.seed), eval_text, count_updates(len(rows), cfg),
-                 device, make_hook(cfg), PadCollator(pad), run)
+                 device, make_hook(cfg, probe), collator, run)
+
+
+def make_probe(tokenizer, eval_text: list[str], collator: PadCollator, device, n: int = 2, length: int = 32):
+    """Logits of a fixed 2-row batch; the merge hook compares them before and after every merge."""
+    batch = collator(tokenize_rows(tokenizer, eval_text, length, limit=n))
+    batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+
+    @torch.no_grad()
+    def probe(model):
+        return model(**batch).logits.float() * batch["attention_mask"][..., None]
+
+    return probe
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
