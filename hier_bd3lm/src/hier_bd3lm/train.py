@@ -1,0 +1,218 @@
+"""Training loop (plain PyTorch): AdamW, linear warm-up then constant LR, grad clipping, EMA, validation
+NELBO, atomic resumable checkpoints (resume gives the same result as an uninterrupted run), NaN guard.
+
+python main.py mode=train model=micro data.tokenizer=char data.train_path=tests/fixtures/hier_gsm8k.json
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from shared_utils.errors import NonFiniteLossError, UserError
+from shared_utils.models import pick_device
+from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
+from tqdm import tqdm
+
+from hier_bd3lm.config import Config, layout_of, to_dict
+from hier_bd3lm.data import Encoded, encode_records, exec_text, read_records
+from hier_bd3lm.diffusion import BlockDiffusion
+from hier_bd3lm.ema import EMA
+from hier_bd3lm.evaluate import evaluate_nll
+from hier_bd3lm.model import DiT
+from hier_bd3lm.noise import Noise
+from hier_bd3lm.tokenizer import fit_tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ data
+def gsm8k_records(split: str, data_path, limit=None) -> list[dict]:
+    """Official GSM8K rows -> README records with rule-based plans (used when no data.train_path)."""
+    from shared_utils.data import load_gsm8k
+
+    from hier_bd3lm.plans import build_record, rule_plan
+
+    rows = load_gsm8k(split, data_path, limit)
+    return [build_record(split, i, r, rule_plan(r["answer"])) for i, r in enumerate(rows)]
+
+
+def load_records(cfg: Config) -> tuple[list[dict], list[dict]]:
+    d = cfg.data
+    if d.train_path:
+        train = read_records(d.train_path)[: d.limit_train]
+    else:
+        train = gsm8k_records("train", d.gsm8k_path, d.limit_train)
+    if d.test_path:
+        valid = read_records(d.test_path)
+    elif d.train_path:  # hold out the tail of the train file
+        n_val = max(1, int(len(train) * d.valid_fraction))
+        train, valid = train[:-n_val] if len(train) > n_val else train, train[-n_val:]
+    else:
+        valid = gsm8k_records("test", d.gsm8k_path, d.limit_valid)
+    return train, valid[: d.limit_valid]
+
+
+def record_texts(records) -> list[str]:
+    return [t for r in records for t in (str(r["question"]), str(r["plan"]), exec_text(r))]
+
+
+def encode(cfg: Config, records, tok) -> Encoded:
+    return encode_records(records, tok, layout_of(cfg), cfg.data.exec_include_answer, cfg.training.pad_in_loss)
+
+
+# ------------------------------------------------------------------------------------------------ model
+def build_model(cfg: Config, vocab_size: int, mask_id: int) -> BlockDiffusion:
+    m, tr = cfg.model, cfg.training
+    ar = cfg.algo.name == "ar"
+    net = DiT(vocab_size, m.hidden_size, m.n_blocks, m.n_heads, m.cond_dim, m.dropout, causal=ar, adaln=m.adaln)
+    return BlockDiffusion(net, layout_of(cfg), mask_id, "ar" if ar else "bd3lm", Noise(cfg.noise.type, cfg.noise.eps),
+                          tr.antithetic_sampling, tr.sampling_eps_min, tr.sampling_eps_max, tr.resample,
+                          tr.hierarchical.exec_sees_noisy_plan)
+
+
+def batches_of(enc: Encoded, batch_size: int, device):
+    for i in range(0, len(enc), batch_size):
+        yield (enc.input_ids[i:i + batch_size].to(device), enc.loss_mask[i:i + batch_size].to(device),
+               enc.content_mask[i:i + batch_size].to(device), enc.segment_ids[i:i + batch_size].to(device))
+
+
+class Order:
+    """Deterministic epoch permutations, so a resumed run reads the same batches."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, idx: int = 0):
+        if n < batch_size:
+            raise UserError(f"only {n} training examples for loader.batch_size {batch_size}")
+        self.n, self.bs, self.seed, self.epoch, self.idx = n, batch_size, seed, epoch, idx
+
+    def next(self) -> torch.Tensor:
+        if (self.idx + 1) * self.bs > self.n:
+            self.epoch, self.idx = self.epoch + 1, 0
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100003 + self.epoch))
+        out = perm[self.idx * self.bs:(self.idx + 1) * self.bs]
+        self.idx += 1
+        return out
+
+
+def lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / max(1, warmup))
+
+
+# ------------------------------------------------------------------------------------------------ loop
+def checkpoint_path(cfg: Config) -> Path:
+    return Path(cfg.checkpointing.save_dir) / "checkpoints" / "last.ckpt"
+
+
+def train(cfg: Config) -> dict:
+    seed_everything(cfg.seed)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    device = pick_device(cfg.trainer.device)
+    ckpt_file = checkpoint_path(cfg)
+    resume = cfg.checkpointing.resume_from_ckpt and ckpt_file.is_file()
+    state = torch.load(ckpt_file, map_location="cpu", weights_only=False) if resume else None
+    train_recs, valid_recs = load_records(cfg)
+    if state is not None:
+        from hier_bd3lm.tokenizer import tokenizer_from_state
+
+        tok = tokenizer_from_state(state["tokenizer"])
+    else:
+        tok = fit_tokenizer(cfg.data.tokenizer, record_texts(train_recs))
+    train_enc, valid_enc = encode(cfg, train_recs, tok), encode(cfg, valid_recs, tok)
+    model = build_model(cfg, tok.vocab_size, tok.mask_id).to(device)
+    opt = torch.optim.AdamW(model.backbone.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                            eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.lr_scheduler.num_warmup_steps))
+    ema = EMA(model.backbone.parameters(), cfg.training.ema)
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    order = Order(len(train_enc), cfg.loader.batch_size, cfg.seed)
+    step = 0
+    if state is not None:
+        _load_state(state, model, opt, sched, ema, noise_gen, order, cfg)
+        step = state["step"]
+    elif cfg.training.from_pretrained:
+        _load_pretrained(cfg.training.from_pretrained, model, ema)
+    run = RunDir(cfg.checkpointing.save_dir)
+    run.write_config(to_dict(cfg))
+    run.write_meta(seed=cfg.seed)
+    last_val = None
+    bar = tqdm(total=cfg.trainer.max_steps, initial=step, desc=f"train {cfg.algo.name}", dynamic_ncols=True)
+    while step < cfg.trainer.max_steps:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(cfg.trainer.accumulate_grad_batches):
+            idx = order.next()
+            x0, lm = train_enc.input_ids[idx].to(device), train_enc.loss_mask[idx].to(device)
+            loss = model.loss(x0, lm, generator=noise_gen) / cfg.trainer.accumulate_grad_batches
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite loss at step {step + 1}; last good checkpoint kept at {ckpt_file}")
+            loss.backward()
+            total += loss.item()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.backbone.parameters(), cfg.trainer.gradient_clip_val)
+        opt.step()
+        sched.step()
+        ema.update()
+        step += 1
+        bar.update(1)
+        if step % cfg.trainer.log_every_n_steps == 0 or step == 1:
+            run.log(step, loss=total, lr=sched.get_last_lr()[0], grad_norm=float(grad_norm))
+            bar.set_postfix(loss=f"{total:.3f}")
+        if step % cfg.trainer.val_check_interval == 0 or step == cfg.trainer.max_steps:
+            last_val = _validate(cfg, model, ema, valid_enc, device)
+            run.log(step, **{f"val/{k}": v for k, v in last_val.items()})
+            _save(ckpt_file, cfg, model, opt, sched, ema, noise_gen, order, step, tok)
+    bar.close()
+    if last_val is None:  # resumed at max_steps
+        last_val = _validate(cfg, model, ema, valid_enc, device)
+    return {"step": step, "checkpoint": str(ckpt_file), **last_val}
+
+
+def _validate(cfg, model, ema, valid_enc, device) -> dict:
+    ema.store_and_copy()
+    try:
+        if cfg.algo.var_min and cfg.algo.clip_search_widths and model.algo == "bd3lm":
+            model.eval()
+            batches = [(x, lm) for x, lm, _, _ in batches_of(valid_enc, cfg.loader.eval_batch_size, device)]
+            model.clip_search(batches, cfg.algo.clip_search_widths, cfg.algo.clip_search_delta, cfg.algo.fix_clipping)
+        out = evaluate_nll(model, valid_enc, cfg.loader.eval_batch_size, mc_samples=1, seed=cfg.seed, device=device,
+                           limit_batches=cfg.trainer.limit_val_batches)
+    finally:
+        ema.restore()
+    return {"nll": out["nll_per_loss_token"], "content_nll": out["nll_per_content_token"],
+            "eps_min": float(model.sampling_eps_min), "eps_max": float(model.sampling_eps_max)}
+
+
+def _save(path, cfg, model, opt, sched, ema, noise_gen, order, step, tok):
+    atomic_torch_save({
+        "step": step, "config": to_dict(cfg), "tokenizer": tok.state(), "model": model.state_dict(),
+        "ema": ema.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "noise_rng": noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "order": {"epoch": order.epoch, "idx": order.idx}, "vocab_size": tok.vocab_size,
+    }, path)
+
+
+def _load_state(state, model, opt, sched, ema, noise_gen, order, cfg):
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint {checkpoint_path(cfg)} does not match this config: {str(exc).splitlines()[0]}") from None
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    ema.load_state_dict(state["ema"])
+    noise_gen.set_state(state["noise_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    order.epoch, order.idx = state["order"]["epoch"], state["order"]["idx"]
+
+
+def _load_pretrained(path, model, ema):
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"training.from_pretrained checkpoint {p} does not exist")
+    state = torch.load(p, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+
+
+def initial_loss_reference(vocab_size: int) -> float:
+    """ln(V - 1): the first loss of a zero-initialised output layer (MASK excluded by SUBS)."""
+    return math.log(vocab_size - 1)
