@@ -73,6 +73,9 @@ def load_data(args, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
 
 def setup(model_args, args, rank: int = 0, select: bool = True) -> Context:
     """Seed, load model + tokenizer (fp32), build data blocks and score every candidate block."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weight-loading bar; our own steps show tqdm progress
     seed_everything(args.seed, rank=0)  # same seed on every rank: identical data and selection (spec bug 5)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
