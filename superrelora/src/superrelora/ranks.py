@@ -56,6 +56,7 @@ def spectrum_stats(delta: torch.Tensor) -> dict:
     }
 
 
+@torch.no_grad()
 def rank_report(model: torch.nn.Module, original: torch.nn.Module, targets: list[str] | None = None) -> dict:
     """Per-module stats of dW plus medians overall and per projection type."""
     now = effective_weights(model, targets)
