@@ -106,3 +106,17 @@ def test_two_grpo_steps_change_only_the_trm(tmp_path, tiny_lm, tiny_tok, monkeyp
                            "_meta"} and report["_meta"]["steps"] == 2
     rows = [r for r in (tmp_path / "out/metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and "frac_reward_zero_std" in rows[0] and "clip_ratio/region_mean" in rows[0]
+
+
+def test_batched_decoder_matches_single_generate(tiny_lm, tiny_tok):
+    from llm_trm.phase3 import Decoder
+
+    prompts = [[5, 6, 7], [9, 10, 11, 12, 13]]
+    dec = Decoder(tiny_lm, tiny_tok, max_new_tokens=4)
+    batched = dec.complete_many([(prompts[0], 3, None), (prompts[1], None, None), (prompts[1], 3, 6)])
+    for (p, f, m), got in zip([(prompts[0], 3, 4), (prompts[1], None, 4), (prompts[1], 3, 6)], batched):
+        ids = torch.tensor([p + ([f] if f is not None else [])])
+        out = tiny_lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=m - (f is not None),
+                               do_sample=False, pad_token_id=256)
+        assert got == tiny_tok.decode(([f] if f is not None else []) + out[0, ids.shape[1]:].tolist(),
+                                      skip_special_tokens=True)

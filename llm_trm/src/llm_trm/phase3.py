@@ -68,24 +68,46 @@ class Phase3Config:
 
 
 class Decoder:
-    """Greedy continuations from the frozen LLM, memoised per (prompt, forced first token)."""
+    """Greedy continuations from the frozen LLM, memoised per (prompt, forced first token, length).
 
-    def __init__(self, llm, tokenizer, max_new_tokens: int):
-        self.llm, self.tok, self.max_new = llm, tokenizer, max_new_tokens
+    Missing continuations are generated together in left-padded batches (one ``generate`` call per batch).
+    """
+
+    def __init__(self, llm, tokenizer, max_new_tokens: int, batch_size: int = 32):
+        self.llm, self.tok, self.max_new, self.batch_size = llm, tokenizer, max_new_tokens, batch_size
         self.memo: dict[tuple, str] = {}
 
+    def _key(self, prompt_ids, first, max_new):
+        return (tuple(prompt_ids), first, max_new or self.max_new)
+
     @torch.no_grad()
+    def _generate(self, keys: list[tuple]) -> None:
+        dev = next(self.llm.parameters()).device
+        pad = self.tok.pad_token_id
+        for s in range(0, len(keys), self.batch_size):
+            chunk = keys[s: s + self.batch_size]
+            seqs = [list(p) + ([f] if f is not None else []) for p, f, _ in chunk]
+            width = max(len(x) for x in seqs)
+            ids = torch.tensor([[pad] * (width - len(x)) + x for x in seqs], device=dev)
+            att = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in seqs], device=dev)
+            n = max(m - (f is not None) for _, f, m in chunk)
+            out = self.llm.generate(ids, attention_mask=att, max_new_tokens=max(n, 1), do_sample=False,
+                                    pad_token_id=pad) if n > 0 else ids
+            for (p, f, m), row in zip(chunk, out):
+                new = row[width: width + m - (f is not None)].tolist()
+                self.memo[(p, f, m)] = self.tok.decode(([f] if f is not None else []) + new,
+                                                       skip_special_tokens=True)
+
+    def complete_many(self, requests: list[tuple]) -> list[str]:
+        """requests: (prompt_ids, first_token or None, max_new or None) -> decoded completions."""
+        keys = [self._key(*r) for r in requests]
+        missing = sorted({k for k in keys if k not in self.memo}, key=lambda k: len(k[0]))
+        if missing:
+            self._generate(missing)
+        return [self.memo[k] for k in keys]
+
     def complete(self, prompt_ids: list[int], first: int | None = None, max_new: int | None = None) -> str:
-        key = (tuple(prompt_ids), first, max_new)
-        if key not in self.memo:
-            ids = prompt_ids + ([first] if first is not None else [])
-            n = (max_new or self.max_new) - (first is not None)
-            dev = next(self.llm.parameters()).device
-            inp = torch.tensor([ids], device=dev)
-            out = self.llm.generate(inp, attention_mask=torch.ones_like(inp), max_new_tokens=max(n, 1),
-                                    do_sample=False, pad_token_id=self.tok.pad_token_id) if n > 0 else inp
-            self.memo[key] = self.tok.decode(out[0, len(prompt_ids):], skip_special_tokens=True)
-        return self.memo[key]
+        return self.complete_many([(prompt_ids, first, max_new)])[0]
 
 
 @torch.no_grad()
@@ -116,17 +138,16 @@ def policy_means(trm, ctx: list[torch.Tensor], n_sup: int, grad: bool) -> torch.
 
 def rewards_for(decoder, prompts: list[list[int]], toks: torch.Tensor, golds: list[str]) -> torch.Tensor:
     """toks [P, G] forced first tokens -> rewards [P, G] in {0, 1}."""
-    r = torch.zeros(toks.shape)
-    for i, ids in enumerate(prompts):
-        for j, t in enumerate(toks[i].tolist()):
-            r[i, j] = float(is_correct(extract_answer(decoder.complete(ids, t)), golds[i]))
-    return r
+    texts = decoder.complete_many([(p, t, None) for i, p in enumerate(prompts) for t in toks[i].tolist()])
+    g = toks.shape[1]
+    return torch.tensor([float(is_correct(extract_answer(t), golds[k // g])) for k, t in enumerate(texts)]).view(
+        toks.shape)
 
 
 def accuracy(decoder, prompts, golds, firsts=None, max_new=None) -> float:
-    hits = [is_correct(extract_answer(decoder.complete(p, None if firsts is None else int(firsts[i]), max_new)), g)
-            for i, (p, g) in enumerate(zip(prompts, golds))]
-    return sum(hits) / len(hits)
+    texts = decoder.complete_many([(p, None if firsts is None else int(firsts[i]), max_new)
+                                   for i, p in enumerate(prompts)])
+    return sum(is_correct(extract_answer(t), g) for t, g in zip(texts, golds)) / len(golds)
 
 
 def grpo_step(policy, ref_mu, ctx, prompts, golds, comp, head, decoder, opt, cfg, sigma, n_sup):
