@@ -107,3 +107,17 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_cfg, tmp_path):
     step = int(str(exc.value).split("update ")[1].split(";")[0])
     assert (tmp_path / "run" / f"checkpoint-{step - 1}" / "state.json").is_file()
     assert not (tmp_path / "run" / f"checkpoint-{step}").exists()
+
+
+def test_schedules_match_transformers_and_clamp_past_horizon():
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    from superrelora.train import schedule_lambda
+
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    for kind, ref_fn in (("linear", get_linear_schedule_with_warmup), ("cosine", get_cosine_schedule_with_warmup)):
+        ref = ref_fn(torch.optim.SGD(p, lr=1.0), 3, 20)
+        mine = schedule_lambda(kind, 20, 3)
+        for step in range(21):
+            assert abs(ref.lr_lambdas[0](step) - mine(step)) < 1e-12
+        assert mine(25) == mine(20) == 0.0  # stays at the end value (HF's cosine would climb back)

@@ -24,7 +24,13 @@ from shared_utils.models import load_tokenizer, pick_device
 from shared_utils.runs import RunDir, atomic_write_json, atomic_write_text, seed_everything
 from tqdm import tqdm
 
-from superrelora.checkpoint import export_merged, latest_checkpoint, load_checkpoint, save_adapter_and_base, save_checkpoint
+from superrelora.checkpoint import (
+    export_merged,
+    latest_checkpoint,
+    load_checkpoint,
+    save_adapter_and_base,
+    save_checkpoint,
+)
 from superrelora.config import TrainConfig, config_to_dict
 from superrelora.data import PadCollator, load_text_rows, shuffled, tokenize_rows
 from superrelora.evaluate import evaluate_text
@@ -140,16 +146,31 @@ def jagged_cosine_lambda(total: int, warmup: int, restart_every: int, restart_wa
     return fn
 
 
-def build_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
-    from transformers import get_scheduler
+def schedule_lambda(kind: str, horizon: int, warmup: int):
+    """Linear / cosine / constant with linear warmup; past ``horizon`` the factor stays at its end value (HF's
+    cosine would rise again), so a YAML ``scheduler.total_steps`` shorter than the run is safe."""
+    def fn(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, horizon - warmup))
+        return 1.0 - progress if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return fn
 
+
+def build_scheduler(optimizer, cfg: TrainConfig, total_steps: int):
+    """LambdaLR for every schedule (same object in the Trainer path and the manual loop)."""
     s = cfg.scheduler
     horizon = s.total_steps or total_steps
+    if s.total_steps and s.total_steps < total_steps:
+        print(f"note: scheduler.total_steps={s.total_steps} < {total_steps} updates: the LR stays at its final "
+              "value after that", flush=True)
     if s.type == "jagged_cosine":
         fn = jagged_cosine_lambda(horizon, s.warmup_steps, cfg.merge_every, s.restart_warmup_steps, s.min_lr_ratio)
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
-    name = "constant_with_warmup" if s.type == "constant" else s.type
-    return get_scheduler(name, optimizer, num_warmup_steps=s.warmup_steps, num_training_steps=horizon)
+    else:
+        fn = schedule_lambda(s.type, horizon, s.warmup_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
