@@ -10,7 +10,7 @@ OUT=${OUT:-runs/smoke}
 GSM8K_TRAIN=${GSM8K_PATH:-tests/fixtures}/$( [ -n "${GSM8K_PATH:-}" ] && echo train.jsonl || echo gsm8k_train.jsonl)
 GSM8K_TEST=${GSM8K_PATH:-tests/fixtures}/$( [ -n "${GSM8K_PATH:-}" ] && echo test.jsonl || echo gsm8k_test.jsonl)
 NUM_TRAIN=${NUM_TRAIN:-12}
-STEPS=${STEPS:-60}
+STEPS=${STEPS:-40}
 rm -rf "$OUT" && mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 echo "[1/7] plans: rule backend"
@@ -20,7 +20,7 @@ echo "[1/7] plans: rule backend"
   --data_path "$GSM8K_TEST" --output_path "$OUT/gsm8k_hierarchical_test.json"
 echo "[2/7] plans: embedded SmolLM2-135M-Instruct (hf backend, 2 problems)"
 "$PY" scripts/data_prep/generate_gsm8k_plans.py --backend hf --model smollm2-135m --split test --num_examples 2 \
-  --batch_size 2 --max_tokens 48 --temperature 0 --data_path "$GSM8K_TEST" --output_path "$OUT/smollm2_plans.json"
+  --batch_size 2 --max_tokens 32 --temperature 0 --data_path "$GSM8K_TEST" --output_path "$OUT/smollm2_plans.json"
 echo "[3/7] plan analysis"
 "$PY" scripts/analysis/analyze_gsm8k_plans.py --data_path "$OUT/gsm8k_hierarchical_train.json" \
   --output_plot "$OUT/gsm8k_analysis.png" --num_samples 1 | tail -n 12
@@ -31,7 +31,7 @@ echo "[5/7] train Hier BD3-LM ($STEPS steps)"
 "$PY" main.py mode=train model=micro block_size=16 training.hierarchical.question_len=96 \
   training.hierarchical.plan_len=48 training.hierarchical.exec_len=128 training.hierarchical.total_len=272 \
   training.max_steps="$STEPS" trainer.val_check_interval="$STEPS" lr_scheduler.num_warmup_steps=6 optim.lr=3e-3 \
-  loader.batch_size=4 data.train_path="$OUT/gsm8k_hierarchical_train.json" \
+  loader.batch_size=4 trainer.num_threads=1 data.train_path="$OUT/gsm8k_hierarchical_train.json" \
   data.test_path="$OUT/gsm8k_hierarchical_test.json" checkpointing.save_dir="$OUT/train" > "$OUT/train.json"
 echo "[6/7] ppl_eval"
 "$PY" main.py mode=ppl_eval eval.checkpoint_path="$OUT/train/checkpoints/last.ckpt" eval.mc_samples=2 \

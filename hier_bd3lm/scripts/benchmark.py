@@ -8,7 +8,6 @@ python scripts/benchmark.py --output results/benchmark.json [--hf_examples 4] [-
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import time
@@ -115,7 +114,9 @@ def main(argv=None):
     p.add_argument("--hf_examples", type=int, default=4)
     p.add_argument("--hf_max_tokens", type=int, default=64)
     p.add_argument("--skip_hf", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     res = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
            "date": datetime.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
            "model": f"DiT hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocab {args.vocab}",
@@ -133,7 +134,7 @@ def main(argv=None):
                f"| {algo} sampling, no cache (s) | {r['seconds_no_cache']:.2f} |",
                f"| {algo} cache speed-up (goal >= 3) / same tokens / NFEs | {r['speedup']:.2f}x / {r['same_tokens']} / {r['nfe']} |"]
     for name, r in res["plan_generation"].items():
-        val = r if isinstance(r, str) else "%.2f examples/s" % r["examples_per_second"]
+        val = r if isinstance(r, str) else f"{r['examples_per_second']:.2f} examples/s"
         md.append(f"| plan generation {name} | {val} |")
     atomic_write_text(Path(args.output).with_suffix(".md"), "\n".join(md) + "\n")
     print("\n".join(md))

@@ -7,7 +7,7 @@
     question (+ plan), accuracy from sampling (strict #### / flexible) with invalid counts, seconds per sample
     and NFEs with the KV cache on and off; loss curves.
 
-python scripts/make_table.py --data_path ../../shared/data/gsm8k --steps 400      # `make table`
+python scripts/make_table.py --data_path ../../shared/data/gsm8k --steps 300      # `make table`
 """
 
 import argparse
@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--data_path", default=str(PROJECT.parent.parent / "shared" / "data" / "gsm8k"))
     p.add_argument("--out_dir", default=str(PROJECT / "results"))
     p.add_argument("--run_dir", default=str(PROJECT / "runs" / "table"))
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--model", default="cpu_small")
     p.add_argument("--lengths", default="64,64,128", help="question,plan,exec slot lengths")
@@ -54,11 +54,12 @@ def parse_args(argv=None):
     p.add_argument("--eval_n", type=int, default=128, help="test problems for the NLL columns")
     p.add_argument("--sample_n", type=int, default=16, help="test problems sampled for accuracy")
     p.add_argument("--timing_n", type=int, default=2, help="problems sampled with and without KV cache")
-    p.add_argument("--smollm2_n", type=int, default=16, help="test problems given SmolLM2 plans (0 = skip)")
-    p.add_argument("--models", default="Hier BD3-LM,Flat BD3-LM,AR (flat)")
+    p.add_argument("--smollm2_n", type=int, default=8, help="test problems given SmolLM2 plans (0 = skip)")
+    p.add_argument("--models", default="Hier BD3-LM,Flat BD3-LM,AR (flat),AR (hier)")
     p.add_argument("--tokenizer", default="smollm2-135m")
+    p.add_argument("--max_vocab", type=int, default=2048, help="most frequent compacted ids kept (rest -> UNK)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a shared CPU)")
     return p.parse_args(argv)
 
 
@@ -97,9 +98,9 @@ def train_and_eval(args, name, extra, run_dir: Path, data) -> dict:
         f"trainer.val_check_interval={args.steps}", "trainer.log_every_n_steps=10", f"loader.batch_size={args.batch_size}",
         f"optim.lr={args.lr}", f"lr_scheduler.num_warmup_steps={max(1, args.steps // 10)}", "training.ema=0.999",
         f"data.train_path={run_dir / 'data' / 'gsm8k_hierarchical_train.json'}",
-        f"data.test_path={run_dir / 'data' / 'gsm8k_hierarchical_test.json'}", f"data.tokenizer={args.tokenizer}",
+        f"data.test_path={run_dir / 'data' / 'gsm8k_hierarchical_test.json'}", f"data.tokenizer={args.tokenizer}", f"data.max_vocab={args.max_vocab}",
         "data.limit_valid=32", "trainer.limit_val_batches=2", f"seed={args.seed}", f"trainer.num_threads={args.threads}",
-        "trainer.device=cpu", f"checkpointing.save_dir={save}", *(["data.limit_train=%d" % args.train_limit] if args.train_limit else []),
+        "trainer.device=cpu", f"checkpointing.save_dir={save}", *([f"data.limit_train={args.train_limit}"] if args.train_limit else []),
         *extra])
     t0 = time.perf_counter()
     train(cfg)
@@ -107,6 +108,8 @@ def train_and_eval(args, name, extra, run_dir: Path, data) -> dict:
     model, tok, cfg, _ = load_checkpoint(checkpoint_path(cfg))
     enc = encode(cfg, data["test"][: args.eval_n], tok)
     nll = evaluate_nll(model, enc, 16, mc_samples=2, seed=0)
+    gen = enc.content_mask.bool()
+    nll["unk_fraction"] = float((enc.input_ids[gen] == tok.unk_id).float().mean())
     samp = sample_eval(model, enc, tok, min(8, args.sample_n), -(-args.sample_n // min(8, args.sample_n)), 1.0, True,
                        seed=0)
     timing = {}
@@ -127,7 +130,7 @@ def fmt(v, d=3):
 
 
 def write_tables(args, meta, plans, models, out_dir: Path):
-    lines = [f"# Plan abstraction (README Experiment 1)", "", f"Command: `{meta['command']}`  ", f"Data: {meta['data']}  ",
+    lines = ["# Plan abstraction (README Experiment 1)", "", f"Command: `{meta['command']}`  ", f"Data: {meta['data']}  ",
              f"Machine: {meta['machine']}; date {meta['date']}", "",
              "| generator | n | plan numbers | exec numbers | exec/plan ratio | 0 | 1-2 | 3-5 | >5 | % plans >5 numbers |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -144,7 +147,9 @@ def write_tables(args, meta, plans, models, out_dir: Path):
     lines = ["# Hier vs Flat vs AR on GSM8K (README Experiment 2, CPU scale)", "", f"Command: `{meta['command']}`  ",
              f"Data: {meta['data']}  ", f"Machine: {meta['machine']}; date {meta['date']}  ",
              f"Scale: model `{args.model}`, slots Q/P/E = {args.lengths}, L' = {args.block_size}, {args.steps} steps x "
-             f"batch {args.batch_size}, lr {args.lr}; NLL on {args.eval_n} test problems; accuracy on {args.sample_n}.", "",
+             f"batch {args.batch_size}, lr {args.lr}; SmolLM2 tokenizer compacted to the {args.max_vocab} most frequent "
+             f"ids (UNK share of test content tokens: {models[0]['nll']['unk_fraction']:.3f}); NLL on {args.eval_n} test "
+             f"problems (2 time draws each); accuracy on {args.sample_n} (first-hitting, greedy-free sampling p=1).", "",
              "| model | val NLL / content token | kind | exec-only NLL / token | plan NLL / token | acc strict | acc flexible "
              "| invalid (strict) | s/sample KV on | s/sample KV off | NFEs | same tokens |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -6,8 +6,16 @@ python -m pytest tests/test_masks.py -q
 import pytest
 import torch
 
-from hier_bd3lm.masks import (Layout, block_diff_mask, brute_force_bd3_mask, brute_force_hierarchical_mask,
-                              create_hierarchical_mask, inference_mask, training_attributes, training_mask)
+from hier_bd3lm.masks import (
+    Layout,
+    block_diff_mask,
+    brute_force_bd3_mask,
+    brute_force_hierarchical_mask,
+    create_hierarchical_mask,
+    inference_mask,
+    training_attributes,
+    training_mask,
+)
 
 
 @pytest.mark.parametrize("n,bs", [(8, 1), (8, 2), (8, 8), (12, 4), (16, 4), (24, 8)])

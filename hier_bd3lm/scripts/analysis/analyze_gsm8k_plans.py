@@ -5,7 +5,6 @@ python scripts/analysis/analyze_gsm8k_plans.py --data_path data/gsm8k/gsm8k_hier
 """
 
 import argparse
-import json
 
 from shared_utils.errors import cli_main
 from shared_utils.runs import atomic_write_json

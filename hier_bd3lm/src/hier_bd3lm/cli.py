@@ -15,6 +15,10 @@ from hier_bd3lm.config import Config, parse_overrides
 
 def run(args: list[str]) -> dict:
     cfg = parse_overrides(args)
+    if cfg.trainer.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.trainer.num_threads)
     if cfg.mode == "train":
         from hier_bd3lm.train import train
 

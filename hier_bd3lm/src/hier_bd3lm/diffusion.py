@@ -12,7 +12,6 @@ python -m pytest tests/test_diffusion.py
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hier_bd3lm.masks import NOISY, Layout, training_attributes, training_mask

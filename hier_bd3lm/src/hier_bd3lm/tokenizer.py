@@ -49,7 +49,7 @@ class CharTokenizer(_Base):
         self._id = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
 
     @classmethod
-    def fit(cls, texts: Iterable[str]) -> "CharTokenizer":
+    def fit(cls, texts: Iterable[str]) -> CharTokenizer:
         return cls("".join(texts))
 
     def encode(self, text: str) -> list[int]:
@@ -71,11 +71,15 @@ class CompactTokenizer(_Base):
         self._id = {b: i + len(SPECIALS) for i, b in enumerate(self.kept)}
 
     @classmethod
-    def fit(cls, base_name: str, texts: Iterable[str]) -> "CompactTokenizer":
+    def fit(cls, base_name: str, texts: Iterable[str], max_vocab: int | None = None) -> CompactTokenizer:
+        """Keep the base ids seen in `texts` (the `max_vocab` most frequent when set; the rest become UNK)."""
+        from collections import Counter
+
         base = load_base_tokenizer(base_name)
-        kept = set()
+        counts = Counter()
         for t in texts:
-            kept.update(base.encode(t, add_special_tokens=False))
+            counts.update(base.encode(t, add_special_tokens=False))
+        kept = [i for i, _ in counts.most_common(max_vocab)]
         return cls(base_name, kept, base)
 
     def encode(self, text: str) -> list[int]:
@@ -94,11 +98,11 @@ def load_base_tokenizer(name: str):
     return load_tokenizer(name)
 
 
-def fit_tokenizer(name: str, texts: list[str]):
+def fit_tokenizer(name: str, texts: list[str], max_vocab: int | None = None):
     """`char` or a HF tokenizer name (`smollm2-135m`, `gpt2`, a local dir), compacted to `texts`."""
     if name == "char":
         return CharTokenizer.fit(texts)
-    return CompactTokenizer.fit(name, texts)
+    return CompactTokenizer.fit(name, texts, max_vocab)
 
 
 def tokenizer_from_state(state: dict):

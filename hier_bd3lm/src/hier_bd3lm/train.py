@@ -111,12 +111,13 @@ def train(cfg: Config) -> dict:
     resume = cfg.checkpointing.resume_from_ckpt and ckpt_file.is_file()
     state = torch.load(ckpt_file, map_location="cpu", weights_only=False) if resume else None
     train_recs, valid_recs = load_records(cfg)
-    if state is not None:
+    pre = _read_pretrained(cfg.training.from_pretrained) if state is None and cfg.training.from_pretrained else None
+    if state is not None or pre is not None:  # the vocabulary must match the weights
         from hier_bd3lm.tokenizer import tokenizer_from_state
 
-        tok = tokenizer_from_state(state["tokenizer"])
+        tok = tokenizer_from_state((state or pre)["tokenizer"])
     else:
-        tok = fit_tokenizer(cfg.data.tokenizer, record_texts(train_recs))
+        tok = fit_tokenizer(cfg.data.tokenizer, record_texts(train_recs), cfg.data.max_vocab)
     train_enc, valid_enc = encode(cfg, train_recs, tok), encode(cfg, valid_recs, tok)
     model = build_model(cfg, tok.vocab_size, tok.mask_id).to(device)
     opt = torch.optim.AdamW(model.backbone.parameters(), lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
@@ -129,8 +130,12 @@ def train(cfg: Config) -> dict:
     if state is not None:
         _load_state(state, model, opt, sched, ema, noise_gen, order, cfg)
         step = state["step"]
-    elif cfg.training.from_pretrained:
-        _load_pretrained(cfg.training.from_pretrained, model, ema)
+    elif pre is not None:
+        try:
+            model.load_state_dict(pre["model"])
+        except RuntimeError as exc:
+            raise UserError(f"training.from_pretrained does not match this config: {str(exc).splitlines()[0]}") from None
+        ema.load_state_dict(pre["ema"])
     run = RunDir(cfg.checkpointing.save_dir)
     run.write_config(to_dict(cfg))
     run.write_meta(seed=cfg.seed)
@@ -204,13 +209,11 @@ def _load_state(state, model, opt, sched, ema, noise_gen, order, cfg):
     order.epoch, order.idx = state["order"]["epoch"], state["order"]["idx"]
 
 
-def _load_pretrained(path, model, ema):
+def _read_pretrained(path):
     p = Path(path)
     if not p.is_file():
         raise UserError(f"training.from_pretrained checkpoint {p} does not exist")
-    state = torch.load(p, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
+    return torch.load(p, map_location="cpu", weights_only=False)
 
 
 def initial_loss_reference(vocab_size: int) -> float:
