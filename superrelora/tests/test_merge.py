@@ -48,7 +48,7 @@ def test_exact_merge_keeps_logits_float64(tiny_base, batch, alpha):
     for n, lay in layers:  # W' = W + alpha * s * B A ; product scaled by (1 - alpha)
         assert torch.allclose(lay.get_base_layer().weight, w0[n] + alpha * d0[n], atol=1e-12)
         assert torch.allclose(lay.get_delta_weight("default"), (1 - alpha) * d0[n], atol=1e-12)
-    assert norm == pytest.approx(sum(float(d.norm()) for d in d0.values()), rel=1e-9)
+    assert norm == pytest.approx(sum(float(d.detach().norm()) for d in d0.values()), rel=1e-9)
 
 
 def test_exact_merge_float32_relative_error_small(tiny_base, batch):

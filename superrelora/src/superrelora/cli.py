@@ -42,9 +42,9 @@ def parse(argv=None):
 
 def main(argv=None) -> dict:
     os.environ.setdefault("WANDB_MODE", "disabled")  # as the original script did
+    cfg, args = parse(argv)  # validate first: a bad flag fails before torch/transformers are imported
     from superrelora.train import run_training
 
-    cfg, args = parse(argv)
     summary = run_training(cfg, export=not args.no_export)
     summary.pop("_setup", None)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list)}, indent=1, default=str))

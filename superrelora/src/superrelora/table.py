@@ -31,8 +31,8 @@ ROWS = {
 }
 # README proportions (1722 updates, merges at 500/1000/1500 = 3 merges at alpha 0.1), scaled down.
 SCALES = {
-    "default": {"max_steps": 60, "merge_every": 20, "batch_size": 8, "max_length": 64, "eval_max_length": 64,
-                "num_eval_samples": 200, "scheduler.warmup_steps": 0, "scheduler.restart_warmup_steps": 4},
+    "default": {"max_steps": 48, "merge_every": 16, "batch_size": 8, "max_length": 48, "eval_max_length": 48,
+                "num_eval_samples": 100, "scheduler.warmup_steps": 0, "scheduler.restart_warmup_steps": 3},
     "tiny": {"model_name": "configs/tiny_llama.json", "max_steps": 4, "merge_every": 2, "batch_size": 2,
              "max_length": 24, "eval_max_length": 24, "num_eval_samples": 8, "scheduler.warmup_steps": 0,
              "scheduler.restart_warmup_steps": 1, "limit_train_examples": 16},
