@@ -67,6 +67,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--work_dir", default="runs/table")
     p.add_argument("--out_dir", default="results")
     p.add_argument("--num_threads", type=int, default=0)
+    p.add_argument("--eval_only", action="store_true",
+                   help="evaluate only the listed rows (no training, no summary): run row groups in parallel processes, "
+                        "then once more without this flag to assemble the table")
     a = p.parse_args(argv)
     unknown = [r for r in a.rows.split(",") if r not in ROWS]
     if unknown:
@@ -196,17 +199,19 @@ def run_table(argv=None) -> dict:
         torch.set_num_threads(a.num_threads)
     seed_everything(a.seed)
     work, out = Path(a.work_dir), Path(a.out_dir)
-    record = train_rows(a, work)
+    record = json.loads((work / "mse" / RECORD).read_text()) if a.eval_only else train_rows(a, work)
     tokenizer = load_tokenizer(a.model_name)
     original = load_causal_lm(a.model_name, dtype=torch.float32).eval()
     ppl_data = ppl_blocks(tokenizer, a.ppl_data_path, a.ppl_seq_len, a.ppl_blocks)
     rows = a.rows.split(",")
-    if "original" not in rows:
+    if "original" not in rows and not a.eval_only:
         rows.insert(0, "original")
     results = {}
     for row in rows:
         model = build_row(row, original, record, work, a.layer_intervals)
         results[row] = eval_row(row, model, tokenizer, a, work, ppl_data)
+    if a.eval_only:
+        return results
     tasks = [t for t in a.tasks.split(",") if t]
     results = summarise(results, work, tasks)
     meta = {
