@@ -11,3 +11,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# One thread: tiny models gain nothing from two, and on a shared machine OpenMP spin-waits cost 10x.
+torch.set_num_threads(1)

@@ -82,11 +82,11 @@ def test_generated_greedy_em_equals_teacher_forced_argmax(our_method):
 def test_entry_points_run_in_subprocess(tmp_path):
     ckpt, out = tmp_path / "ckpt", tmp_path / "res"
     cmd = [sys.executable, "train.py", *TINY, "--our_method", "False", "--checkpoint_root_folder", str(ckpt),
-           "--max_steps", "1"]
+           "--max_steps", "1", "--threads", "1"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     folder = ckpt / "transformer_training_checkpoint_test_tiny_parity"
     cmd = [sys.executable, "evaluation_transformer.py", "--checkpoint_folder", str(folder), "--dataset_name",
-           "parity", "--result_folder", str(out), "--num_eval", "8", "--device", "cpu"]
+           "parity", "--result_folder", str(out), "--num_eval", "8", "--device", "cpu", "--threads", "1"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     assert list(json.loads((out / "tiny_transformer_results.json").read_text())) == ["1"]
     bad = subprocess.run([sys.executable, "evaluation.py", "--checkpoint_folder", str(folder), "--dataset_name",

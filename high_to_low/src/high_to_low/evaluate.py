@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from high_to_low.get_model import build_model
 from high_to_low.reasoning_datasets import answer_text, check_dataset, encode, load_split, prompt_text
-from high_to_low.training import load_trainable, make_batch, model_short, span_logprobs, str2bool
+from high_to_low.training import load_trainable, make_batch, model_short, set_threads, span_logprobs, str2bool
 from shared_utils.answers import answers_match
 from shared_utils.errors import UserError
 from shared_utils.models import pick_device
@@ -46,6 +46,7 @@ def build_parser(transformer: bool) -> argparse.ArgumentParser:
     add("--generate", type=str2bool, default=True, help="also compute greedy exact match by generation")
     add("--max_new_tokens", type=int, default=0, help="0: as many tokens as the gold answer span")
     add("--tag", default="", help="suffix for result file names, e.g. _len17-32")
+    add("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     return p
 
 
@@ -152,6 +153,7 @@ def run_evaluation(args, transformer: bool) -> dict:
     todo = [s for s in steps if str(s) not in results]
     if not todo:
         return results
+    set_threads(args.threads)
     device = pick_device(args.device)
     items = eval_items_for(cfg, args)
     model, tok = build_model(cfg)

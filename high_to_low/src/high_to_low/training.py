@@ -71,10 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max_n", type=int, default=30, help="multi-step-arithmetic: most expression-tree nodes")
     add("--data_dir", default=None, help="folder with train_shuffled.txt/valid.txt/test.txt, or GSM8K jsonl")
     add("--bridges", default=None, help="override the preset, e.g. '5:0,5:1'")
-    add("--rank", type=int, default=None, help="LoRA/bridge rank (default 120 / baseline 140, or matched)")
+    add("--rank", type=int, default=None, help="improved model's LoRA and bridge rank r (default 120; tiny 32)")
+    add("--transformer_rank", type=int, default=None,
+        help="baseline LoRA rank (default: 140 for the Llama presets, else parameter-matched to r + bridges)")
     add("--full_finetune", type=str2bool, default=None, help="train all weights (default: True for tiny)")
     add("--tiny_layers", type=int, default=6, help="depth of the from-scratch tiny model")
+    add("--threads", type=int, default=0, help="torch CPU threads (0: torch default; 1 on a shared machine)")
     return p
+
+
+def set_threads(n: int) -> None:
+    """One thread avoids OpenMP spin-waiting when the cores are shared (10x slower steps measured)."""
+    if n > 0:
+        torch.set_num_threads(n)
 
 
 def validate(args) -> None:
@@ -104,14 +113,17 @@ def resolve_config(args, num_layers: int, lm_config) -> dict:
     full = args.model_name == TINY_MODEL if args.full_finetune is None else args.full_finetune
     bridges = parse_bridges(args.bridges, num_layers) if args.bridges else preset_bridges(args.model_name, num_layers)
     rank = args.rank or (32 if args.model_name == TINY_MODEL else IMPROVED_RANK)
-    preset = any(k in args.model_name.lower() for k in ("llama-3.1-8b", "llama-3.2-1b"))
-    base_rank = TRANSFORMER_RANK if preset else matched_transformer_rank(lm_config, len(bridges), rank)
+    # The baseline's LoRA rank matches the improved model's trainable parameters (LoRA r + bridges):
+    # the original's 140 for its own r = 120 presets, else the smallest rank with at least as many.
+    preset = any(k in args.model_name.lower() for k in ("llama-3.1-8b", "llama-3.2-1b")) and rank == IMPROVED_RANK
+    base_rank = args.transformer_rank or (
+        TRANSFORMER_RANK if preset else matched_transformer_rank(lm_config, len(bridges), rank))
     return {
         "batch_size": args.batch_size, "group_size": args.group_size, "base_lr": args.lr,
         "warmup_steps": args.warmup_steps, "period": args.period, "seed": args.seed,
         "bridges": bridges if args.our_method else [], "model_name": args.model_name,
         "multiplier": args.multiplier, "our_method": args.our_method, "dataset_name": args.dataset_name,
-        "bridge_rank": rank, "lora_rank": rank if args.our_method else (args.rank or base_rank),
+        "bridge_rank": rank, "lora_rank": rank if args.our_method else base_rank,
         "full_finetune": full, "tiny_layers": args.tiny_layers, "split_batch_into": args.split_batch_into,
         "num_train": args.num_train, "seq_len": args.seq_len, "min_len": args.min_len, "max_n": args.max_n,
         "data_dir": args.data_dir, "total_epochs": args.total_epochs, "save_interval": args.save_interval,
@@ -239,7 +251,8 @@ def base_config(model_name: str, tiny_layers: int = 6):
 
 def train_items(cfg: dict) -> list[dict]:
     gen = {"seq_len": cfg["seq_len"], "min_len": cfg["min_len"], "max_n": cfg["max_n"]}
-    items = load_split(cfg["dataset_name"], "train", cfg["data_dir"], num=cfg["num_train"], **gen)
+    # Training data come from --seed (default 42 = the original's seed), so seeds vary data and init.
+    items = load_split(cfg["dataset_name"], "train", cfg["data_dir"], num=cfg["num_train"], seed=cfg["seed"], **gen)
     if len(items) < cfg["batch_size"]:
         raise UserError(f"{len(items)} training examples < --batch_size {cfg['batch_size']}")
     return items
@@ -278,6 +291,7 @@ def train_step(model, batch, cfg, params, optimizer, scaler, device) -> dict:
 def train(args) -> Path:
     """Run (or resume) training; returns the checkpoint folder."""
     validate(args)
+    set_threads(args.threads)
     device = pick_device(args.device)
     cfg = resolve_config(args, base_config(args.model_name, args.tiny_layers).num_hidden_layers,
                          base_config(args.model_name, args.tiny_layers))
