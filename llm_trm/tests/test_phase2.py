@@ -221,3 +221,35 @@ def test_baselines_ridge_recovers_linear_map():
 def test_heads_must_divide_width():
     with pytest.raises(ValueError):
         SequenceTRM(TRMConfig(d_model=12, n_heads=8))
+
+
+def test_phase2_run_end_to_end_on_tiny_model(tmp_path, tiny_lm, tiny_tok):
+    from llm_trm import phase2
+    from llm_trm.compression import DimensionCompressor
+    from llm_trm.llm import LazyLLM
+
+    llm = LazyLLM("tiny", torch.device("cpu"), tiny_lm)
+    datagen(DatagenConfig(num_samples=12, batch_size=6, output_dir=str(tmp_path / "pairs"), model_name="tiny",
+                          max_value=9), llm, tiny_tok)
+    torch.save({"compressor": DimensionCompressor(64, 8).state_dict()}, tmp_path / "c.pt")
+    cfg = phase2.parse_config(["--data_path", str(tmp_path / "pairs/hidden_pairs.pt"), "--compressor_checkpoint",
+                               str(tmp_path / "c.pt"), "--output_dir", str(tmp_path / "p2"), "--num_epochs", "2",
+                               "--n_heads", "2", "--n_latent_steps", "2", "--n_deep_recursions", "2",
+                               "--n_supervision_steps", "2", "--heldout_fraction", "0.25"])
+    rep = phase2.run(cfg, lm_head_w=tiny_lm.lm_head.weight.detach())
+    assert set(rep) == {"trm", "mean_target", "last_context_state", "ridge_last_state", "_meta"}
+    assert rep["_meta"]["n_heldout"] == 3 and 0 <= rep["trm"]["first_token_agreement"] <= 1
+    assert (tmp_path / "p2/best.pt").exists() and not list((tmp_path / "p2").glob("checkpoint_epoch*"))
+
+
+def test_phase2_and_phase3_bad_inputs(tmp_path):
+    from llm_trm import phase2, phase3
+
+    with pytest.raises(UserError, match="not found"):
+        phase2.run(phase2.parse_config(["--data_path", str(tmp_path / "nope.pt")]))
+    with pytest.raises(UserError, match="not found"):
+        phase3.run(phase3.parse_config(["--compressor_checkpoint", str(tmp_path / "nope.pt")]))
+    with pytest.raises(UserError, match="group_size"):
+        phase3.parse_config(["--group_size", "1"])
+    with pytest.raises(SystemExit):
+        phase3.parse_config(["--scale_rewards", "token"])

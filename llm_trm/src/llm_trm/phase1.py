@@ -368,6 +368,10 @@ def run(cfg: Phase1Config) -> dict:
     too_big = [d for d in ds if d > d_model]
     if too_big:
         raise UserError(f"D'={too_big} larger than the model's hidden size D={d_model}")
+    if cfg.stage == "1b":  # fail before any LLM work when the stage-1a checkpoint is missing or mismatched
+        for d in ds:
+            out = Path(cfg.output_dir) / f"d{d}" if cfg.sweep else Path(cfg.output_dir)
+            load_compressor_state(cfg.compressor_checkpoint or out / checkpoint_name("1a"), d_model, d)
     tokenizer = load_tokenizer(cfg.model_name)
     llm = load_frozen_llm(cfg.model_name, device)
     data, online_fn = prepare_data(cfg, tokenizer, llm)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -213,5 +212,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    random.seed(0)
     main()

@@ -20,7 +20,7 @@ from shared_utils.errors import cli_main
 from shared_utils.runs import atomic_write_json
 
 from llm_trm import phase1, phase2, phase2_datagen, phase3
-from llm_trm.compression import METRIC_NAMES, apply_reference, compute_metrics, param_count, svd_reference
+from llm_trm.compression import apply_reference, compute_metrics, param_count, svd_reference
 
 # The original README's "Expected Results" (its own rough estimates, D=3072), keyed by compression ratio.
 ORIGINAL_ESTIMATE = {48: 0.85, 24: 0.92, 12: 0.96, 6: 0.98, 3: 0.99}
