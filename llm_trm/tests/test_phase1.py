@@ -155,3 +155,12 @@ def test_original_module_path_runs_as_subprocess(tmp_path, tiny_model_dir):
     bad = subprocess.run(cmd[:3] + ["--stage", "1b", "--d_compressed", "8", "--output_dir", str(tmp_path / "none"), "--model_name",
                                     str(tiny_model_dir)], cwd=PROJECT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "stage 1a" in bad.stderr
+
+
+def test_online_llm_forward_matches_cached_states(tmp_path, tiny_model_dir):
+    common = ["--model_name", str(tiny_model_dir), "--num_samples", "20", "--max_seq_length", "40", "--num_epochs",
+              "2", "--no_wandb", "--device", "cpu", "--d_compressed", "8", "--cache_dir", str(tmp_path / "cache")]
+    cached = run(parse_config(common + ["--output_dir", str(tmp_path / "a")]))[8]
+    online = run(parse_config(common + ["--output_dir", str(tmp_path / "b"), "--online"]))[8]
+    assert online["heldout"]["mse"] == pytest.approx(cached["heldout"]["mse"], rel=1e-4)
+    assert online["optimizer_steps"] == cached["optimizer_steps"]
