@@ -8,13 +8,22 @@ import re
 from pathlib import Path
 
 import pytest
+from shared_utils.errors import UserError
 
 from high_to_low.evaluate import extract_prediction, is_correct
 from high_to_low.reasoning_datasets import (
-    INSTRUCTIONS, WordTokenizer, answer_text, arithmetic_example, generate, load_split, main, parse_qa_lines,
-    prompt_text, prufer_to_edges, write_qa_lines,
+    INSTRUCTIONS,
+    WordTokenizer,
+    answer_text,
+    arithmetic_example,
+    generate,
+    load_split,
+    main,
+    parse_qa_lines,
+    prompt_text,
+    prufer_to_edges,
+    write_qa_lines,
 )
-from shared_utils.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -95,21 +104,22 @@ def test_arithmetic_tree_size_matches_node_count():
         assert len(re.findall(r"\d", it["input"])) == 7  # one single-digit value per node
 
 
+def _root(parent, x):
+    while parent[x] != x:
+        x = parent[x]
+    return x
+
+
 def test_prufer_decode_gives_a_tree():
     rng = random.Random(0)
     for n in range(2, 12):
         edges = prufer_to_edges([rng.randrange(n) for _ in range(n - 2)], n)
         assert len(edges) == n - 1
         parent = list(range(n))
-
-        def find(x):
-            while parent[x] != x:
-                x = parent[x]
-            return x
         for a, b in edges:
-            assert find(a) != find(b)  # no cycle
-            parent[find(a)] = find(b)
-        assert len({find(i) for i in range(n)}) == 1  # connected
+            assert _root(parent, a) != _root(parent, b)  # no cycle
+            parent[_root(parent, a)] = _root(parent, b)
+        assert len({_root(parent, i) for i in range(n)}) == 1  # connected
     assert prufer_to_edges([3, 3, 3, 4], 6) == [(0, 3), (1, 3), (2, 3), (3, 4), (4, 5)]
 
 

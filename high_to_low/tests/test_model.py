@@ -5,10 +5,10 @@
 
 import pytest
 import torch
+from shared_utils.models import tiny_llama
 from transformers.masking_utils import create_causal_mask
 
 from high_to_low.get_model import LORA_SCALE, LoraLinear, TurboConnLM, add_lora, preset_bridges
-from shared_utils.models import tiny_llama
 
 T = 13
 
@@ -57,14 +57,14 @@ def reference_fixed_point(model, ids):
         new = {}
         for i, layer in enumerate(lm.layers):
             h = layer(h, attention_mask=mask, position_embeddings=pe, position_ids=pos)
-            for b, (s, d) in enumerate(model.bridges):
+            for b, (_, d) in enumerate(model.bridges):
                 if d == i and carries is not None:
                     shifted = torch.zeros_like(carries[b])
                     shifted[:, g:] = carries[b][:, :-g]  # token t reads c_{t-g}
                     add = model.up[b](model.m * shifted)
                     add[:, :g] = 0  # tokens t < g receive nothing
                     h = h + add
-            for b, (s, d) in enumerate(model.bridges):
+            for b, (s, _) in enumerate(model.bridges):
                 if s == i:
                     new[b] = model.down[b](h)
         carries = new

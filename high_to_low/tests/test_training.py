@@ -8,17 +8,30 @@ import math
 
 import pytest
 import torch
+from shared_utils.errors import NonFiniteLossError, UserError
 
 import train as train_script
 from high_to_low.get_model import (
-    build_model, bridge_params, lora_params_per_rank, matched_transformer_rank, parse_bridges, preset_bridges,
+    bridge_params,
+    build_model,
+    lora_params_per_rank,
+    matched_transformer_rank,
+    parse_bridges,
+    preset_bridges,
 )
 from high_to_low.reasoning_datasets import WordTokenizer, answer_text, generate
 from high_to_low.training import (
-    EPS, build_parser, checkpoint_folder, latest_checkpoint, load_trainable, lr_at, make_batch, span_logprobs,
-    train, train_step,
+    EPS,
+    build_parser,
+    checkpoint_folder,
+    latest_checkpoint,
+    load_trainable,
+    lr_at,
+    make_batch,
+    span_logprobs,
+    train,
+    train_step,
 )
-from shared_utils.errors import NonFiniteLossError, UserError
 
 TINY = ["--model_name", "tiny", "--tiny_layers", "2", "--dataset_name", "parity", "--seq_len", "6",
         "--batch_size", "8", "--num_train", "64", "--lr", "1e-3", "--warmup_steps", "2", "--device", "cpu"]
