@@ -67,6 +67,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--work_dir", default="runs/table")
     p.add_argument("--out_dir", default="results")
     p.add_argument("--num_threads", type=int, default=0)
+    p.add_argument("--note", default="", help="free text appended to table.md (e.g. how the run was split)")
     p.add_argument("--eval_only", action="store_true",
                    help="evaluate only the listed rows (no training, no summary): run row groups in parallel processes, "
                         "then once more without this flag to assemble the table")
@@ -167,8 +168,9 @@ def markdown(results: dict, meta: dict, tasks: list[str]) -> str:
         f"{meta['ppl_data_path']}; training text {meta['data_path']} (seq_len {meta['seq_len']}: "
         f"{meta['train_num_data']} MSE / {meta['llm_train_num_data']} LLM-loss blocks, {meta['cosine_num_data']} for the cosine scores).",
         f"Stability: mean over tasks of the intended formula (per-task values and the original code's first-M-weights "
-        f"variant in table.json). Machine: {meta['machine']}; {meta['date']}; wall time {meta['wall_minutes']} min.",
-    ]
+        f"variant in table.json). Machine: {meta['machine']}; {meta['date']}; wall time of this command "
+        f"{meta['wall_minutes']} min.",
+    ] + ([meta["note"]] if meta.get("note") else [])
     return "\n".join(lines + notes) + "\n"
 
 
@@ -224,7 +226,8 @@ def run_table(argv=None) -> dict:
         "seq_len": a.seq_len, "train_num_data": a.train_num_data, "llm_train_num_data": a.llm_train_num_data,
         "cosine_num_data": a.cosine_num_data, "num_test_blocks": a.num_test_blocks, "seed": a.seed,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU",
-        "date": time.strftime("%Y-%m-%d %H:%M"), "wall_minutes": round((time.time() - t0) / 60, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "wall_minutes": round((time.time() - t0) / 60, 1), "note": a.note,
+        "row_eval_seconds": {row: r.get("eval_seconds") for row, r in results.items()},
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "table.json", {"meta": meta, "rows": results})
