@@ -224,12 +224,13 @@ class TurboConnLM(nn.Module):
         """Teacher-forced logits (B, T, V): groups of g with the cache if ``grouped`` (default: iff bridges)."""
         grouped = bool(self.bridges) if grouped is None else grouped
         if not grouped:
-            return self.forward_chunk(input_ids, attention_mask, self.new_state(use_cache=False))
+            logits = self.forward_chunk(input_ids, attention_mask, self.new_state(use_cache=False))
+            return logits.to(input_ids.device)  # no-op unless dispatched over several GPUs
         state, outs, g = self.new_state(), [], self.group_size
         for i in range(0, input_ids.shape[1], g):
             mask = None if attention_mask is None else attention_mask[:, : i + g]
             outs.append(self.forward_chunk(input_ids[:, i: i + g], mask, state))
-        return torch.cat(outs, dim=1)
+        return torch.cat(outs, dim=1).to(input_ids.device)
 
     @torch.no_grad()
     def generate(self, input_ids, max_new_tokens: int, use_cache: bool = True) -> torch.Tensor:
