@@ -29,13 +29,17 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x.float(), [self.dim]).type_as(x) * self.weight[None, None, :]
 
 
-def rotary(x, pos, base: float = 10000.0):
-    """Rotary embedding of x [B, H, N, D] at integer positions pos [N] (rotate-half convention)."""
-    d = x.shape[-1]
-    inv = 1.0 / (base ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float64) / d))
+def rotary_tables(pos, d: int, dtype, base: float = 10000.0):
+    """cos/sin tables [N, d] for integer positions pos [N] (computed once per forward, in fp64)."""
+    inv = 1.0 / (base ** (torch.arange(0, d, 2, device=pos.device, dtype=torch.float64) / d))
     freqs = pos.to(torch.float64)[:, None] * inv[None, :]
     emb = torch.cat([freqs, freqs], dim=-1)
-    cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotary(x, cos, sin):
+    """Rotary embedding of x [B, H, N, D] (rotate-half convention)."""
+    d = x.shape[-1]
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
@@ -94,7 +98,7 @@ class DiTBlock(nn.Module):
             nn.init.zeros_(self.adaLN_modulation.weight)
             nn.init.zeros_(self.adaLN_modulation.bias)
 
-    def forward(self, x, pos, mask, c, cache: KVCache | None, layer: int, store: bool):
+    def forward(self, x, rot, mask, c, cache: KVCache | None, layer: int, store: bool):
         B, N, D = x.shape
         if self.adaLN_modulation is not None:
             mods = self.adaLN_modulation(c)[:, None, :].chunk(6, dim=2)
@@ -103,7 +107,7 @@ class DiTBlock(nn.Module):
         if self.adaLN_modulation is not None:
             h = modulate(h, shift_a, scale_a)
         q, k, v = self.attn_qkv(h).view(B, N, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
-        q, k = rotary(q, pos), rotary(k, pos)
+        q, k = rotary(q, *rot), rotary(k, *rot)
         k_all, v_all = (k, v) if cache is None else cache.get(layer, k, v)
         if store:
             cache.append(layer, k, v)
@@ -147,7 +151,7 @@ class DiT(nn.Module):
         return KVCache(len(self.blocks))
 
     def forward(self, ids, pos, mask, sigma=None, out_idx=None, cache: KVCache | None = None, store=False):
-        """ids [B, N]; pos [N]; mask [N, N_cache + N] bool; sigma [B] (0 without time conditioning).
+        """ids [B, N]; pos [N]; mask [N, N_cache + N] bool or None (= attend to everything); sigma [B].
 
         `store=True` appends this pass's keys/values to `cache` (the clean-context pass of the sampler).
         """
@@ -158,8 +162,9 @@ class DiT(nn.Module):
             c = F.silu(self.sigma_map(sigma))
         if cache is not None and store is False and cache.length == 0:
             cache = None
+        rot = rotary_tables(pos, x.shape[-1] // self.blocks[0].n_heads, x.dtype)
         for i, block in enumerate(self.blocks):
-            x = block(x, pos, mask, c, cache, i, store)
+            x = block(x, rot, mask, c, cache, i, store)
         if out_idx is not None:
             x = x[:, out_idx]
         h = self.norm_final(x)

@@ -69,7 +69,7 @@ class Sampler:
             raise ValueError(f"sampling.hierarchical_mode must be one of {MODES}, got {mode}")
         t0 = time.perf_counter()
         x = prefix.clone()
-        self.nfe = 0
+        self.nfe, self._masks = 0, {}
         if self.model.algo == "ar":
             self._sample_ar(x, mode, generator)
         else:
@@ -83,21 +83,19 @@ class Sampler:
         q, bs = lay.question_len, lay.block_size
         start = q + b * bs
         dev = x.device
-        if cache is not None:
-            pos = torch.arange(start, start + bs, device=dev)
-            mask = torch.ones(bs, cache.length + bs, dtype=torch.bool, device=dev)
-            return net(blk, pos, mask, cache=cache)
+        if cache is not None:  # the block sees the whole cache and itself: no mask needed
+            return net(blk, torch.arange(start, start + bs, device=dev), None, cache=cache)
+        if b not in self._masks:  # memoised so the no-cache path pays no avoidable overhead either
+            self._masks[b] = inference_mask(lay, b).to(dev)
         ids = torch.cat([x[:, :start], blk], dim=1)
-        mask = inference_mask(lay, b).to(dev)
-        return net(ids, torch.arange(start + bs, device=dev), mask, out_idx=torch.arange(start, start + bs, device=dev))
+        return net(ids, torch.arange(start + bs, device=dev), self._masks[b],
+                   out_idx=torch.arange(start, start + bs, device=dev))
 
-    def _store(self, cache, x, start, end, mask_rows=None):
+    def _store(self, cache, x, start, end):
         if cache is None:
             return
         net, dev = self.model.backbone, x.device
-        n = end - start
-        mask = torch.ones(n, cache.length + n, dtype=torch.bool, device=dev)
-        net(x[:, start:end], torch.arange(start, end, device=dev), mask, cache=cache, store=True)
+        net(x[:, start:end], torch.arange(start, end, device=dev), None, cache=cache, store=True)
 
     def _sample_bd3(self, x, mode, generator):
         lay, mid = self.model.layout, self.model.mask_id
@@ -118,16 +116,17 @@ class Sampler:
     def _denoise_block(self, x, b, blk, cache, generator):
         mid = self.model.mask_id
         if self.sampler == "first_hitting":
+            rows = torch.arange(blk.shape[0], device=blk.device)
             for _ in range(blk.shape[1]):
-                probs = self._probs(self._bd3_logits(x, b, blk, cache))
+                logits = self._bd3_logits(x, b, blk, cache)
                 self.nfe += 1
                 # choose one masked position per row uniformly (batch-friendly: no .item(), pitfall P4)
                 score = torch.rand(blk.shape, generator=generator, device=blk.device)
                 score = score.masked_fill(blk != mid, -1.0)
                 j = score.argmax(-1)
-                tok = _gumbel_pick(probs[torch.arange(blk.shape[0]), j], generator)
+                tok = _gumbel_pick(self._probs(logits[rows, j]), generator)  # only the chosen position
                 blk = blk.clone()
-                blk[torch.arange(blk.shape[0]), j] = tok
+                blk[rows, j] = tok
             return blk
         probs, changed = None, True
         ts = torch.linspace(1.0, 0.0, self.T + 1)
@@ -151,17 +150,16 @@ class Sampler:
         first = q if mode != "exec_only" else q + lay.plan_len
         last = lay.total_len if mode != "plan_only" else q + lay.plan_len
         cache = net.new_cache() if self.kv_cache else None
+        causal = torch.ones(last, last, dtype=torch.bool, device=dev).tril()
         if cache is not None:
             n = first - 1
-            net(x[:, :n], torch.arange(n, device=dev), torch.ones(n, n, dtype=torch.bool, device=dev).tril(),
-                cache=cache, store=True)
+            net(x[:, :n], torch.arange(n, device=dev), causal[:n, :n], cache=cache, store=True)
         for i in range(first, last):
-            if cache is not None:
-                mask = torch.ones(1, cache.length + 1, dtype=torch.bool, device=dev)
-                logits = net(x[:, i - 1:i], torch.arange(i - 1, i, device=dev), mask, cache=cache, store=True)
+            if cache is not None:  # one new token sees the whole cache
+                logits = net(x[:, i - 1:i], torch.arange(i - 1, i, device=dev), None, cache=cache, store=True)
             else:
-                mask = torch.ones(i, i, dtype=torch.bool, device=dev).tril()
-                logits = net(x[:, :i], torch.arange(i, device=dev), mask, out_idx=torch.tensor([i - 1], device=dev))
+                logits = net(x[:, :i], torch.arange(i, device=dev), causal[:i, :i],
+                             out_idx=torch.tensor([i - 1], device=dev))
             self.nfe += 1
             probs = nucleus(logits[:, -1].float().softmax(-1), self.p)
             probs[..., self.model.mask_id] = 0.0
