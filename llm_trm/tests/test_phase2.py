@@ -253,3 +253,36 @@ def test_phase2_and_phase3_bad_inputs(tmp_path):
         phase3.parse_config(["--group_size", "1"])
     with pytest.raises(SystemExit):
         phase3.parse_config(["--scale_rewards", "token"])
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    xs, ys = _pairs(16)
+    cfg = Phase2Config(n_supervision_steps=2, batch_size=8, num_epochs=3, n_heads=2, n_latent_steps=2,
+                       n_deep_recursions=2, learning_rate=1e-3, ema_decay=0.5, resume=True)
+    train_trm(cfg, xs[:12], ys[:12], xs[12:], ys[12:], tmp_path / "full")
+    import llm_trm.phase2 as p2
+
+    real = p2.regression_metrics
+    calls = {"n": 0}
+
+    def crash_in_epoch_2(*a):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # dies at the end of epoch 1, after epoch 0's last.pt
+        return real(*a)
+
+    p2.regression_metrics = crash_in_epoch_2
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_trm(cfg, xs[:12], ys[:12], xs[12:], ys[12:], tmp_path / "resumed")
+    finally:
+        p2.regression_metrics = real
+    assert torch.load(tmp_path / "resumed/last.pt", weights_only=True)["epoch"] == 0
+    train_trm(cfg, xs[:12], ys[:12], xs[12:], ys[12:], tmp_path / "resumed")
+    a = torch.load(tmp_path / "full/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["best"] == b["best"]
+    with pytest.raises(UserError, match="different settings"):
+        train_trm(dataclasses.replace(cfg, learning_rate=1e-2), xs[:12], ys[:12], xs[12:], ys[12:],
+                  tmp_path / "resumed")

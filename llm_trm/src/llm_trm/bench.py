@@ -154,7 +154,10 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--d_values", type=int, nargs="+", default=[12, 24, 48, 96, 192])
     p.add_argument("--out", default="results")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     args.argv = sys.argv[1:] if argv is None else argv
     run(args)
 

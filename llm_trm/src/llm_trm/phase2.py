@@ -9,7 +9,7 @@ Per batch: N_sup deep-supervision steps, each one optimizer step on MSE(y_hat, t
 halt target detached [--no_detach_halt_target]; evaluation and best.pt use the EMA weights
 [--no_eval_with_ema]; the seed is set; the cosine LR spans the real number of optimizer steps (N_sup per
 batch), so it no longer oscillates; held-out split, baselines and first-token agreement are reported;
-only best.pt is written (no checkpoint_epoch{N}.pt per epoch).
+only best.pt and last.pt (for --resume) are kept (no checkpoint_epoch{N}.pt per epoch).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Phase2Config:
     seed: int = 42
     use_wandb: bool = False
     wandb_project: str = "llm-trm-phase2"
+    resume: bool = False  # continue from {output_dir}/last.pt (written atomically after every epoch)
 
 
 def pad_collate(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +155,10 @@ def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path
     sched = warmup_cosine(opt, n_batches * cfg.n_supervision_steps * cfg.num_epochs, cfg.warmup_ratio)
     ema = EMA(model, cfg.ema_decay) if cfg.use_ema else None
     g = torch.Generator().manual_seed(cfg.seed)
-    threshold, best, run = cfg.halt_threshold, {"loss": math.inf}, RunDir(out_dir)
-    for epoch in tqdm(range(cfg.num_epochs), desc="phase-2 epochs", leave=False):
+    threshold, best, run, start = cfg.halt_threshold, {"loss": math.inf}, RunDir(out_dir), 0
+    if cfg.resume and (out_dir / "last.pt").exists():
+        start, best, threshold = _load_last(out_dir / "last.pt", cfg, model, opt, sched, ema, g)
+    for epoch in tqdm(range(start, cfg.num_epochs), desc="phase-2 epochs", leave=False):
         model.train()
         perm, rows = torch.randperm(len(train_x), generator=g).tolist(), []
         for s in range(0, len(perm), cfg.batch_size):
@@ -180,7 +183,31 @@ def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path
         run.log(epoch, **row)
         if log is not None:
             log(row, epoch)
+        atomic_torch_save({"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
+                           "sched": sched.state_dict(), "ema": ema.shadow if ema else None, "perm_rng": g.get_state(),
+                           "torch_rng": torch.get_rng_state(), "best": best, "threshold": threshold,
+                           "config": _resume_key(cfg)}, out_dir / "last.pt")
     return best
+
+
+def _resume_key(cfg: Phase2Config) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if k not in ("resume", "use_wandb", "output_dir")}
+
+
+def _load_last(path: Path, cfg, model, opt, sched, ema, g):
+    """Restore everything an epoch boundary needs, so a resumed run equals an uninterrupted one."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if ck["config"] != _resume_key(cfg):
+        diff = sorted(k for k in ck["config"] if ck["config"][k] != _resume_key(cfg).get(k))
+        raise UserError(f"{path} was written with different settings {diff}; use another --output_dir")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    sched.load_state_dict(ck["sched"])
+    if ema is not None:
+        ema.shadow = ck["ema"]
+    g.set_state(ck["perm_rng"])
+    torch.set_rng_state(ck["torch_rng"])
+    return ck["epoch"] + 1, ck["best"], ck["threshold"]
 
 
 def load_trm(path: str | Path) -> SequenceTRM:
@@ -272,6 +299,7 @@ def parse_config(argv=None) -> Phase2Config:
     p.add_argument("--no_detach_halt_target", dest="detach_halt_target", action="store_false")
     p.add_argument("--no_eval_with_ema", dest="eval_with_ema", action="store_false")
     p.add_argument("--use_wandb", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from {output_dir}/last.pt")
     cfg = Phase2Config(**vars(p.parse_args(argv)))
     bad = [k for k in ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps",
                        "batch_size", "num_epochs") if getattr(cfg, k) < 1]
