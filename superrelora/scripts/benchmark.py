@@ -24,7 +24,8 @@ def run():
     res.update({"command": "python " + " ".join(sys.argv), "machine": f"{platform.platform()}",
                 "date": datetime.datetime.now().isoformat(timespec="seconds")})
     print(f"step time  LoRA {res['lora_step_s']:.3f} s | SuperReLoRA {res['superrelora_step_s']:.3f} s | "
-          f"ratio {res['step_time_ratio']:.3f}x (goal <= 1.05x)")
+          f"ratio {res['step_time_ratio']:.3f}x (goal <= 1.05x); with merges every {res['merge_every']} amortised: "
+          f"{res['step_time_ratio_with_merges']:.3f}x")
     print(f"merge      {res['merge_s_each'] * 1000:.1f} ms each | share of this run "
           f"{100 * res['merge_share_in_run']:.2f} % (merge every {res['merge_every']}) | at merge_every 500: "
           f"{100 * res['merge_share_at_merge_every_500']:.3f} % (goal < 2 %)")

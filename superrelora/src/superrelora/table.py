@@ -36,8 +36,6 @@ SCALES = {
     "tiny": {"model_name": "configs/tiny_llama.json", "max_steps": 4, "merge_every": 2, "batch_size": 2,
              "max_length": 24, "eval_max_length": 24, "num_eval_samples": 8, "scheduler.warmup_steps": 0,
              "scheduler.restart_warmup_steps": 1, "limit_train_examples": 16},
-    "medium": {"max_steps": 30, "merge_every": 10, "batch_size": 4, "max_length": 48, "eval_max_length": 48,
-               "num_eval_samples": 48, "scheduler.warmup_steps": 0, "scheduler.restart_warmup_steps": 2},
     "small": {"max_steps": 15, "merge_every": 5, "batch_size": 4, "max_length": 32, "eval_max_length": 32,
               "num_eval_samples": 32, "scheduler.warmup_steps": 0, "scheduler.restart_warmup_steps": 2},
 }
