@@ -78,16 +78,20 @@ def test_generated_greedy_em_equals_teacher_forced_argmax(our_method):
     assert res["greedy_em"] == res["teacher_forced_em"]
 
 
-def test_entry_points_run_in_subprocess(tmp_path):
+def test_entry_points(tmp_path, capsys):
+    """train.py in a subprocess (the real entry point), then both evaluation scripts in-process."""
+    import evaluation
+    import evaluation_transformer
+
     ckpt, out = tmp_path / "ckpt", tmp_path / "res"
     cmd = [sys.executable, "train.py", *TINY, "--our_method", "False", "--checkpoint_root_folder", str(ckpt),
            "--max_steps", "1", "--threads", "1"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     folder = ckpt / "transformer_training_checkpoint_test_tiny_parity"
-    cmd = [sys.executable, "evaluation_transformer.py", "--checkpoint_folder", str(folder), "--dataset_name",
-           "parity", "--result_folder", str(out), "--num_eval", "8", "--device", "cpu", "--threads", "1"]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    evaluation_transformer.main(["--checkpoint_folder", str(folder), "--dataset_name", "parity", "--result_folder",
+                                 str(out), "--num_eval", "8", "--device", "cpu"])
     assert list(json.loads((out / "tiny_transformer_results.json").read_text())) == ["1"]
-    bad = subprocess.run([sys.executable, "evaluation.py", "--checkpoint_folder", str(folder), "--dataset_name",
-                          "parity", "--result_folder", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "evaluation_transformer.py" in bad.stderr
+    with pytest.raises(SystemExit) as exc:
+        evaluation.main(["--checkpoint_folder", str(folder), "--dataset_name", "parity", "--result_folder", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exc.value.code == 2 and err.startswith("error:") and "evaluation_transformer.py" in err
