@@ -57,9 +57,10 @@ def parse_args(argv=None):
     p.add_argument("--smollm2_n", type=int, default=8, help="test problems given SmolLM2 plans (0 = skip)")
     p.add_argument("--models", default="Hier BD3-LM,Flat BD3-LM,AR (flat),AR (hier)")
     p.add_argument("--tokenizer", default="smollm2-135m")
-    p.add_argument("--max_vocab", type=int, default=2048, help="most frequent compacted ids kept (rest -> UNK)")
+    p.add_argument("--max_vocab", type=int, default=2048, help="most frequent compacted ids kept (rest -> UNK); 0 = all seen")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on a shared CPU)")
+    p.add_argument("--from_json", action="store_true", help="only re-render the .md/.png from results/*.json")
     return p.parse_args(argv)
 
 
@@ -98,7 +99,7 @@ def train_and_eval(args, name, extra, run_dir: Path, data) -> dict:
         f"trainer.val_check_interval={args.steps}", "trainer.log_every_n_steps=10", f"loader.batch_size={args.batch_size}",
         f"optim.lr={args.lr}", f"lr_scheduler.num_warmup_steps={max(1, args.steps // 10)}", "training.ema=0.999",
         f"data.train_path={run_dir / 'data' / 'gsm8k_hierarchical_train.json'}",
-        f"data.test_path={run_dir / 'data' / 'gsm8k_hierarchical_test.json'}", f"data.tokenizer={args.tokenizer}", f"data.max_vocab={args.max_vocab}",
+        f"data.test_path={run_dir / 'data' / 'gsm8k_hierarchical_test.json'}", f"data.tokenizer={args.tokenizer}", f"data.max_vocab={args.max_vocab or 'null'}",
         "data.limit_valid=32", "trainer.limit_val_batches=2", f"seed={args.seed}", f"trainer.num_threads={args.threads}",
         "trainer.device=cpu", f"checkpointing.save_dir={save}", *([f"data.limit_train={args.train_limit}"] if args.train_limit else []),
         *extra])
@@ -129,7 +130,13 @@ def fmt(v, d=3):
     return "n/a" if v is None or v != v else f"{v:.{d}f}"
 
 
+def ratio(r: dict) -> str:
+    # the fork divides by (plan mean + 1e-10); with number-free plans that is "infinite", not 1e11
+    return "inf (plans have 0 numbers)" if r["plan_numbers_mean"] == 0 else f"{r['number_ratio']:.1f}x"
+
+
 def write_tables(args, meta, plans, models, out_dir: Path):
+    args = argparse.Namespace(**args) if isinstance(args, dict) else args
     lines = ["# Plan abstraction (README Experiment 1)", "", f"Command: `{meta['command']}`  ", f"Data: {meta['data']}  ",
              f"Machine: {meta['machine']}; date {meta['date']}", "",
              "| generator | n | plan numbers | exec numbers | exec/plan ratio | 0 | 1-2 | 3-5 | >5 | % plans >5 numbers |",
@@ -137,7 +144,7 @@ def write_tables(args, meta, plans, models, out_dir: Path):
     for name, r in plans.items():
         c = [v["percent"] for v in r["categories"].values()]
         lines.append(f"| {name} | {r['n']} | {r['plan_numbers_mean']:.2f} | {r['exec_numbers_mean']:.2f} | "
-                     f"{r['number_ratio']:.1f}x | {c[0]:.1f}% | {c[1]:.1f}% | {c[2]:.1f}% | {c[3]:.1f}% | "
+                     f"{ratio(r)} | {c[0]:.1f}% | {c[1]:.1f}% | {c[2]:.1f}% | {c[3]:.1f}% | "
                      f"{r['pct_plans_gt5_numbers']:.1f}% |")
     lines += ["", "Numbers counted with the fork's regex (`\\d+`, calculator annotations included). Figures: "
               "`plan_abstraction_rule.png`, `plan_abstraction_smollm2.png`."]
@@ -149,7 +156,7 @@ def write_tables(args, meta, plans, models, out_dir: Path):
              f"Scale: model `{args.model}`, slots Q/P/E = {args.lengths}, L' = {args.block_size}, {args.steps} steps x "
              f"batch {args.batch_size}, lr {args.lr}; SmolLM2 tokenizer compacted to the {args.max_vocab} most frequent "
              f"ids (UNK share of test content tokens: {models[0]['nll']['unk_fraction']:.3f}); NLL on {args.eval_n} test "
-             f"problems (2 time draws each); accuracy on {args.sample_n} (first-hitting, greedy-free sampling p=1).", "",
+             f"problems (2 time draws each); accuracy on {args.sample_n} (first-hitting sampler for BD3-LM, ancestral for AR; nucleus p = 1).", "",
              "| model | val NLL / content token | kind | exec-only NLL / token | plan NLL / token | acc strict | acc flexible "
              "| invalid (strict) | s/sample KV on | s/sample KV off | NFEs | same tokens |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -174,6 +181,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     out_dir, run_dir = Path(args.out_dir), Path(args.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        plans = json.loads((out_dir / "plan_abstraction.json").read_text())
+        res = json.loads((out_dir / "hier_vs_flat_vs_ar.json").read_text())
+        meta = {k: plans[k] for k in ("command", "data", "machine", "date")}
+        write_tables(res["args"], meta, plans["results"], res["models"], out_dir)
+        return
     meta = {"command": "python " + " ".join(sys.argv), "data": f"GSM8K from {args.data_path} (rule-based plans)",
             "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, CPU".strip(),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}

@@ -79,7 +79,7 @@ class CompactTokenizer(_Base):
         counts = Counter()
         for t in texts:
             counts.update(base.encode(t, add_special_tokens=False))
-        kept = [i for i, _ in counts.most_common(max_vocab)]
+        kept = [i for i, _ in counts.most_common(max_vocab or None)]  # None / 0 = every id seen
         return cls(base_name, kept, base)
 
     def encode(self, text: str) -> list[int]:
