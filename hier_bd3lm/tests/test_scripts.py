@@ -75,3 +75,10 @@ def test_analysis_quirks_and_categories(tmp_path):
 def test_mask_script_runs(tmp_path):
     r = run("test_hierarchical_mask.py", "--output_plot", str(tmp_path / "m.png"))
     assert r.returncode == 0 and "all mask checks passed" in r.stdout and (tmp_path / "m.png").is_file()
+
+
+def test_malformed_record_is_one_line_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[\n  {"question": "q", "plan": "p", "execution": "e", "answer_numerical": "1"},\n  {"question": "q"}\n]\n')
+    r = run("gsm8k_dataloader.py", "--data_path", str(bad), "--tokenizer", "char")
+    assert r.returncode == 2 and f"{bad}:3:" in r.stderr and r.stderr.strip().count("\n") == 0
