@@ -200,6 +200,9 @@ def record_step(setup: Setup, step: int, epoch: float, loss: float, lr: float, m
         row.update({k: v for k, v in merge.items() if k != "step"})
     setup.history.append(row)
     setup.run.log(**row)
+    if setup.cfg.logging_steps > 0 and step % setup.cfg.logging_steps == 0:  # console; metrics.jsonl has every step
+        merged = f" | merge #{merge['merge_count']} norm {merge['merge_norm']:.3g}" if merge and "merge_norm" in merge else ""
+        tqdm.write(f"step {step} | loss {loss:.4f} | lr {lr:.3g}{merged}")
     with (setup.run.path / "loss_log.csv").open("a") as fh:  # the original manual loop's file and header
         if fh.tell() == 0:
             fh.write("step,epoch,loss\n")
