@@ -119,7 +119,7 @@ def phase3_table(s: dict, root: Path, comp_ckpt: str) -> dict:
 def _provenance(preset: str, s: dict, wall: float) -> dict:
     return {"command": f"python -m llm_trm.pipeline --preset {preset} --threads {torch.get_num_threads()}" +
                        (f" --data_path {s['data_path']}" if s["data_path"] else ""),
-            "data": s["data_path"] or "embedded stdlib-docstring corpus (stage 1a); generated addition problems",
+            "data": s["data_path"] or "embedded stdlib-docstring corpus",
             "model": "SmolLM2-135M-Instruct (embedded GGUF, dequantised to fp32)",
             "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} torch threads, CPU",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_seconds": round(wall, 1),

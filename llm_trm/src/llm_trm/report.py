@@ -17,7 +17,8 @@ def _f(x, nd=4):
 
 def _header(prov: dict) -> list[str]:
     return [f"Command: `{prov['command']}` (from `llm_trm/`)  ",
-            f"Data: {prov['data']}  ", f"Model: {prov['model']}  ",
+            f"Stage-1a text: {prov['data']}; stage 1b, phase 2 and phase 3 use generated addition problems  ",
+            f"Model: {prov['model']}  ",
             f"Machine: {prov['machine']}; date {prov['date']}; whole pipeline {prov['wall_seconds']:.0f} s", ""]
 
 
