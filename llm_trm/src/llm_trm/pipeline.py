@@ -31,7 +31,8 @@ PRESETS = {
     "smoke": dict(out="runs/smoke", d_values=[48], d_main=48, p1_samples=32, p1_len=48, p1_epochs=10,
                   p1_long_epochs=None, p1b_samples=24, p2_samples=32, p2_epochs=2, p2_batch=16, p2_nsup=2, p2_n=2,
                   p2_T=2, p3_train=4, p3_eval=4, p3_epochs=1, p3_cot=16, data_path=None, **{**_P3, "p3_group": 4}),
-    # `make table`: the spec-6 scale (phase-1 400 x 128 tokens; TRM n=6, T=3, N_sup=8), ~30-45 min on 2 idle cores.
+    # `make table`: the spec-6 scale (phase-1 400 x 128 tokens; TRM n=6, T=3, N_sup=8); ~30-45 min on 2 idle cores is an
+    # estimate from the reduced run (47 min at load ~12), not a measurement.
     "table": dict(out="runs/table", d_values=[12, 24, 48, 96, 192], d_main=48, p1_samples=400, p1_len=128,
                   p1_epochs=10, p1_long_epochs=100, p1b_samples=400, p2_samples=400, p2_epochs=10, p2_batch=32,
                   p2_nsup=8, p2_n=6, p2_T=3, p3_train=64, p3_eval=64, p3_epochs=3, p3_cot=48, data_path=None, **_P3),
