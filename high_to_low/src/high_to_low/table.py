@@ -135,7 +135,10 @@ def render(rows: list[dict], meta: dict) -> str:
     lines = [
         "# High-to-low (TurboConn) vs baseline at CPU scale", "",
         f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}  ", f"Date: {meta['date']}, "
-        f"wall time {meta['wall_min']:.1f} min, git {meta['git_sha']}", "",
+        f"git {meta['git_sha']}; train + eval time summed over the cells {meta['cell_minutes']:.0f} min "
+        f"({'aggregated from the cells finished so far, complete seeds only' if meta['partial'] else 'full run'}"
+        f", wall time of this call {meta['wall_min']:.1f} min). Times were measured while other jobs shared "
+        "the 2 cores, so s/step compares arms only roughly (see results/bench.txt for same-run ratios).", "",
         "Metrics: *answer prob* = the original's metric (teacher-forced probability of the whole answer span, "
         "mean over the test set); *greedy EM* = exact match of the greedily generated answer (grouped KV cache, "
         "bridge carries kept while decoding). Mean ± std over seeds, in %. Longer = lengths not seen in "
@@ -185,14 +188,24 @@ def main(argv=None) -> None:
         cells = gsm8k_cells(args.gsm8k_dir, args.gsm8k_steps) + cells
     elif args.gsm8k_dir:
         print(f"[table] {args.gsm8k_dir} not found: GSM8K row skipped", flush=True)
-    if args.aggregate_only:  # tabulate the cells finished so far
+    if args.aggregate_only:  # tabulate the finished cells, keeping only (task, seed) with every arm done
         results = [json.loads(p.read_text()) for c in cells if (p := Path(args.work) / c["name"] / "cell.json").exists()]
+        arms = {t: {r["arm"] for r in results if r["task"] == t} for t in {r["task"] for r in results}}
+        expected = {c["task"]: {x["arm"] for x in cells if x["task"] == c["task"]} for c in cells}
+        complete = {(r["task"], r["seed"]) for r in results
+                    if {x["arm"] for x in results if (x["task"], x["seed"]) == (r["task"], r["seed"])}
+                    == expected[r["task"]]}
+        results = [r for r in results if (r["task"], r["seed"]) in complete and arms[r["task"]]]
     else:
         with get_context("spawn").Pool(args.workers) as pool:
             results = pool.starmap(run_cell, [(c, args.work) for c in cells], chunksize=1)
     out = Path(args.out)
     rows = aggregate(results)
-    meta = {"command": "python -m high_to_low.table " + " ".join(sys.argv[1:]),
+    argv = [a for a in sys.argv[1:] if a != "--aggregate_only"]
+    meta = {"command": "python -m high_to_low.table " + " ".join(argv),
+            "partial": args.aggregate_only,
+            "cell_minutes": sum(r["train_s"] + sum(v["eval_s"] for v in r.values() if isinstance(v, dict))
+                                for r in results) / 60,
             "machine": f"{device_info()['platform']}, {device_info()['cpu_count']} CPU cores (shared), no GPU",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "wall_min": (time.time() - t0) / 60,
             "git_sha": (git_info(Path(__file__).parent)["git_sha"] or "?")[:10]}
