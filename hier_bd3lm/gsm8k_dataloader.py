@@ -6,11 +6,10 @@ python gsm8k_dataloader.py --data_path FILE --tokenizer char | head -50
 
 import argparse
 
-from shared_utils.errors import cli_main
-
 from hier_bd3lm.data import analyze_lengths, encode_records, load_gsm8k_hierarchical, read_records  # noqa: F401
 from hier_bd3lm.masks import Layout
 from hier_bd3lm.tokenizer import fit_tokenizer
+from shared_utils.errors import cli_main
 
 
 def parse_args(argv=None):

@@ -8,9 +8,8 @@ python main.py mode=sample_eval eval.checkpoint_path=... sampling.num_sample_bat
 
 import sys
 
-from shared_utils.errors import cli_main
-
 from hier_bd3lm.cli import run
+from shared_utils.errors import cli_main
 
 
 @cli_main

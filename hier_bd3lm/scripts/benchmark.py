@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import torch
-from shared_utils.errors import cli_main
-from shared_utils.runs import atomic_write_json, atomic_write_text
 
 from hier_bd3lm.diffusion import BlockDiffusion
 from hier_bd3lm.masks import Layout
 from hier_bd3lm.model import DiT
 from hier_bd3lm.sampling import Sampler
+from shared_utils.errors import cli_main
+from shared_utils.runs import atomic_write_json, atomic_write_text
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -76,9 +76,8 @@ def bench_sampling(args):
 
 
 def bench_plans(args):
-    from shared_utils.data import load_gsm8k
-
     from hier_bd3lm.plans import make_backend
+    from shared_utils.data import load_gsm8k
 
     rows = load_gsm8k("test", args.data_path, max(args.hf_examples, 200))
     out = {}

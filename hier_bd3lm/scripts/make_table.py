@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from shared_utils.errors import cli_main
 from shared_utils.runs import atomic_write_json, atomic_write_text, plot_loss_curve
 

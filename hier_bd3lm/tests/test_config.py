@@ -8,9 +8,9 @@ import sys
 
 import pytest
 from conftest import PROJECT
-from shared_utils.errors import UserError
 
 from hier_bd3lm.config import layout_of, parse_overrides
+from shared_utils.errors import UserError
 
 README = ["mode=train", "model=tiny", "training.max_steps=1000", "training.hierarchical.enabled=true",
           "data.train_path=data/gsm8k/gsm8k_hierarchical_train.json"]

@@ -8,13 +8,13 @@ import re
 
 import pytest
 from conftest import FIXTURES
-from shared_utils.answers import INVALID, extract_answer, extract_last_number
-from shared_utils.errors import UserError
 
 from hier_bd3lm.data import encode_records, exec_text, read_records
 from hier_bd3lm.masks import Layout
 from hier_bd3lm.plans import FALLBACK_PLAN, clean_plan, main_operator, rule_plan
 from hier_bd3lm.tokenizer import BOS, EOS, PAD, CharTokenizer
+from shared_utils.answers import INVALID, extract_answer, extract_last_number
+from shared_utils.errors import UserError
 
 RECS = read_records(FIXTURES / "hier_gsm8k_train.json")
 

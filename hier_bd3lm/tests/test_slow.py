@@ -24,9 +24,8 @@ def test_compacted_smollm2_tokenizer_round_trips_gsm8k_text():
 
 
 def test_hf_backend_uses_the_chat_template_and_returns_text():
-    from shared_utils.data import load_gsm8k
-
     from hier_bd3lm.plans import build_record, make_backend
+    from shared_utils.data import load_gsm8k
 
     rows = load_gsm8k("train", FIXTURES / "gsm8k_train.jsonl", 1)
     backend = make_backend("hf", "smollm2-135m", 0.0, 1.0, 8, "readme")

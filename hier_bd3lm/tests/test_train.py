@@ -10,12 +10,12 @@ import sys
 import pytest
 import torch
 from conftest import FIXTURES, PROJECT
-from shared_utils.errors import NonFiniteLossError
 
 from hier_bd3lm.config import parse_overrides
 from hier_bd3lm.diffusion import BlockDiffusion
 from hier_bd3lm.evaluate import load_checkpoint
 from hier_bd3lm.train import checkpoint_path, train
+from shared_utils.errors import NonFiniteLossError
 
 BASE = ["model=micro", "data.tokenizer=char", f"data.train_path={FIXTURES / 'hier_gsm8k_train.json'}",
         f"data.test_path={FIXTURES / 'hier_gsm8k_test.json'}", "training.hierarchical.question_len=32",

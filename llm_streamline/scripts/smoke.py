@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from llm_streamline.evaluate import perplexity, ppl_blocks
 from llm_streamline.mse_train import run as run_mse
 from llm_streamline.surgery import streamline_model

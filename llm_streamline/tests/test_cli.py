@@ -50,9 +50,8 @@ def test_output_dir_not_writable(tiny_dir, corpus, tmp_path, capsys):
 
 
 def test_unknown_architecture(corpus, tmp_path, capsys):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from helpers import byte_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     d = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=260)).save_pretrained(d)

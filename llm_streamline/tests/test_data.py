@@ -2,10 +2,16 @@
 
 import pytest
 import torch
-
 from helpers import byte_tokenizer
+
 from llm_streamline.data import (
-    DOMAIN_WEIGHTS, batches, domain_counts, group_texts, sample_domains, split_blocks, wikitext_detokenize,
+    DOMAIN_WEIGHTS,
+    batches,
+    domain_counts,
+    group_texts,
+    sample_domains,
+    split_blocks,
+    wikitext_detokenize,
 )
 from shared_utils.errors import UserError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import byte_tokenizer, tiny_model
+
 from llm_streamline.evaluate import lm_eval_samples, perplexity
 from llm_streamline.stability import directory_stability
 

@@ -3,10 +3,14 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import tiny_model
+
 from llm_streamline.selection import (
-    best_block, block_influence_per_sample, block_scores_per_sample, lowest_influence_layers, residual_states,
+    best_block,
+    block_influence_per_sample,
+    block_scores_per_sample,
+    lowest_influence_layers,
+    residual_states,
     score_blocks,
 )
 from shared_utils.errors import UserError

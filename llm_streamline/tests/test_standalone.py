@@ -5,8 +5,8 @@
 
 import pytest
 import torch
-
 from helpers import tiny_model, tiny_opt
+
 from llm_streamline.adapters import causal_mask_4d, get_adapter
 from shared_utils.errors import UserError
 

@@ -1,9 +1,9 @@
 """Pruned-model assembly: index mapping, logits vs skipping layers, plain save/load.  python -m pytest tests/test_surgery.py -q"""
 
 import torch
+from helpers import byte_tokenizer, tiny_model, tiny_opt
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from helpers import byte_tokenizer, tiny_model, tiny_opt
 from llm_streamline.adapters import causal_mask_4d
 from llm_streamline.lightweight import build_lightweight
 from llm_streamline.pipeline import RECORD, assemble, load_streamlined, save_output
@@ -34,7 +34,7 @@ def test_untrained_pruned_logits_equal_original_with_layers_skipped():
     ids = torch.randint(0, 256, (2, 10))
     pruned = streamline_model(model, best=2, n=3)
     assert pruned.config.num_hidden_layers == 4 and len(pruned.model.layers) == 4
-    assert [l.self_attn.layer_idx for l in pruned.model.layers] == [0, 1, 2, 3]
+    assert [layer.self_attn.layer_idx for layer in pruned.model.layers] == [0, 1, 2, 3]
     torch.testing.assert_close(pruned(ids).logits, skip_forward(model, ids, {3, 4, 5}))
     # and the original is untouched
     torch.testing.assert_close(model(ids).logits, skip_forward(model, ids, set()))

@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 import torch
-
 from helpers import tiny_model
+
 from llm_streamline import data as D
 from llm_streamline.adapters import get_adapter
 from llm_streamline.hidden_cache import PairStore, collect_pairs

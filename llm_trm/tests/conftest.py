@@ -23,9 +23,8 @@ def tiny_tok():
 
 @pytest.fixture(scope="session")
 def tiny_lm():
-    from shared_utils.models import tiny_llama
-
     from llm_trm.tiny import TINY_LLAMA_OVERRIDES
+    from shared_utils.models import tiny_llama
 
     return tiny_llama(seed=0, max_position_embeddings=1024, **TINY_LLAMA_OVERRIDES)
 

@@ -5,8 +5,14 @@ import math
 import pytest
 import torch
 
-from llm_trm.compression import (DimensionCompressor, apply_reference, compute_metrics, masked_mse,
-                                 strip_compile_prefix, svd_reference)
+from llm_trm.compression import (
+    DimensionCompressor,
+    apply_reference,
+    compute_metrics,
+    masked_mse,
+    strip_compile_prefix,
+    svd_reference,
+)
 
 
 def test_shapes_tying_and_params():
@@ -76,7 +82,7 @@ def _low_rank(n=600, d=24, rank=4, noise=0.05, seed=0):
 def test_svd_reference_is_exact_and_zero_at_full_rank():
     x = _low_rank(noise=0.0)
     ref = svd_reference(x, [2, 4, 6])
-    for k, r in ref.items():
+    for r in ref.values():
         emp = ((apply_reference(x, r) - x) ** 2).mean().item()
         assert emp == pytest.approx(r["train_mse"], rel=1e-4, abs=1e-8)
     assert ref[4]["train_mse"] < 1e-10 and ref[6]["train_mse"] < 1e-10  # D' >= rank: exact

@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from llm_trm.grpo import (clipped_surrogate, extract_answer, gaussian_kl, gaussian_logprob, group_advantages,
-                          grpo_loss, is_correct, k3_kl)
+from llm_trm.grpo import (
+    clipped_surrogate,
+    extract_answer,
+    gaussian_kl,
+    gaussian_logprob,
+    group_advantages,
+    grpo_loss,
+    is_correct,
+    k3_kl,
+)
 
 
 def test_advantages_match_trl_formula():

@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared_utils.errors import UserError
-
 from llm_trm.llm import Tracker
-from llm_trm.phase1 import (EarlyStopping, Phase1Config, load_compressor_state, parse_config, run,
-                            train_compressor, warmup_cosine)
+from llm_trm.phase1 import (
+    EarlyStopping,
+    Phase1Config,
+    load_compressor_state,
+    parse_config,
+    run,
+    train_compressor,
+    warmup_cosine,
+)
+from shared_utils.errors import UserError
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -6,13 +6,12 @@ import dataclasses
 import pytest
 import torch
 
-from shared_utils.errors import UserError
-
-from llm_trm.data import Problem, make_problems, thinking_text, think_token_span
+from llm_trm.data import Problem, make_problems, think_token_span, thinking_text
 from llm_trm.phase2 import Phase2Config, baselines, pad_collate, supervision_step, train_trm
 from llm_trm.phase2_datagen import DatagenConfig, pairs_for_texts
 from llm_trm.phase2_datagen import run as datagen
 from llm_trm.trm import EMA, SequenceTRM, TRMConfig, halt_loss
+from shared_utils.errors import UserError
 
 
 def _bpe_tokenizer():

@@ -18,7 +18,7 @@ def smol():
 
 
 def test_real_last_layer_and_think_span(smol):
-    from llm_trm.data import make_problems, thinking_text, think_token_span
+    from llm_trm.data import make_problems, think_token_span, thinking_text
     from llm_trm.hidden import last_layer_states
 
     model, tok = smol

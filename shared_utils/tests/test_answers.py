@@ -1,6 +1,7 @@
 """python -m pytest tests/test_answers.py"""
 
 import pytest
+
 from shared_utils.answers import (
     INVALID,
     answers_match,

@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+
 from shared_utils.corpus import embedded_corpus
 from shared_utils.data import load_gsm8k, load_text_corpus, read_jsonl
 from shared_utils.errors import OfflineError, UserError

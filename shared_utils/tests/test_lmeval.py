@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from shared_utils.errors import UserError
 from shared_utils.lmeval import local_task_docs, run_lm_eval
 from shared_utils.models import tiny_llama

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from shared_utils.metrics import (
     IGNORE_INDEX,
     cosine_similarity,

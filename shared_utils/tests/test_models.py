@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+
 from shared_utils.errors import OfflineError, UserError
 from shared_utils.models import (
     embedded_model_dir,

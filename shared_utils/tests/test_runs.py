@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 import torch
+
 from shared_utils.runs import (
     RunDir,
     atomic_torch_save,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from shared_utils.errors import cli_main
 from shared_utils.runs import atomic_write_json
-
 from superrelora.bench import main
 
 

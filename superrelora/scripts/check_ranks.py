@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 
 from shared_utils.errors import UserError, cli_main
-
 from superrelora.analysis import format_rank_table, rank_table
 from superrelora.ranks import plot_spectra
 

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import torch
+
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runs import atomic_write_json
-
 from superrelora.checkpoint import load_final_model
 from superrelora.config import config_from_dict, load_config
 from superrelora.data import load_text_rows

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from shared_utils.errors import cli_main
-
 from superrelora.table import DEFAULT_DATA, ROWS, SCALES, aggregate, machine, run_all, run_row
 
 

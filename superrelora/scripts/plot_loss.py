@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from shared_utils.errors import cli_main
-
 from superrelora.plots import loss_summary, plot_losses
 
 

@@ -11,7 +11,6 @@ import os
 
 from shared_utils.errors import cli_main
 from shared_utils.runs import atomic_write_json
-
 from superrelora.config import load_config
 from superrelora.train import run_training
 

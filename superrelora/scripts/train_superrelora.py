@@ -5,7 +5,6 @@
 """
 
 from shared_utils.errors import cli_main
-
 from superrelora.cli import main
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from shared_utils.errors import UserError
-from shared_utils.models import tiny_llama
 from transformers import AutoModelForCausalLM
 
+from shared_utils.errors import UserError
+from shared_utils.models import tiny_llama
 from superrelora.checkpoint import export_merged, load_state, save_adapter_and_base
 from superrelora.config import LLAMA_TARGETS
 from superrelora.merge import lora_layers, partial_merge

@@ -6,8 +6,8 @@
 from pathlib import Path
 
 import pytest
-from shared_utils.errors import UserError
 
+from shared_utils.errors import UserError
 from superrelora.cli import parse
 from superrelora.config import cli_keys, load_config
 

@@ -7,8 +7,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from shared_utils.models import tiny_llama
 
+from shared_utils.models import tiny_llama
 from superrelora.data import PadCollator, tokenize_rows
 from superrelora.evaluate import evaluate_text, evaluate_token_rows, legacy_eval
 from superrelora.tokenizer import ByteTokenizer

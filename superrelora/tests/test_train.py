@@ -48,7 +48,6 @@ def test_only_adapters_train_and_base_moves_only_by_merges(tiny_cfg, tiny_base):
     after = dict(base.named_parameters())
     fresh = {n.replace(".base_layer", ""): p for n, p in after.items() if "lora_" not in n}
     from shared_utils.runs import seed_everything
-
     from superrelora.model import load_base_model
 
     seed_everything(cfg.seed)
@@ -60,7 +59,6 @@ def test_only_adapters_train_and_base_moves_only_by_merges(tiny_cfg, tiny_base):
 def test_merges_change_only_targeted_base_weights(tiny_cfg):
     cfg = tiny_cfg(merge_every=2)
     from shared_utils.runs import seed_everything
-
     from superrelora.model import load_base_model
 
     _, setup = _run(cfg)
@@ -75,7 +73,6 @@ def test_merges_change_only_targeted_base_weights(tiny_cfg):
 
 def test_rank_of_update_exceeds_r_after_merges(tiny_cfg):
     from shared_utils.runs import seed_everything
-
     from superrelora.model import load_base_model
 
     out = {}

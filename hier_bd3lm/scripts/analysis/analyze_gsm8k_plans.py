@@ -6,11 +6,10 @@ python scripts/analysis/analyze_gsm8k_plans.py --data_path data/gsm8k/gsm8k_hier
 
 import argparse
 
-from shared_utils.errors import cli_main
-from shared_utils.runs import atomic_write_json
-
 from hier_bd3lm.analysis import CATEGORIES, analyze, count_numbers, plot, report_lines
 from hier_bd3lm.data import read_records
+from shared_utils.errors import cli_main
+from shared_utils.runs import atomic_write_json
 
 
 def parse_args(argv=None):

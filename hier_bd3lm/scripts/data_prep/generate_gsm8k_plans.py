@@ -16,12 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from shared_utils.errors import UserError, cli_main
-from shared_utils.runs import atomic_write_text
 from tqdm import tqdm
 
 from hier_bd3lm.data import read_records
 from hier_bd3lm.plans import build_record, make_backend
+from shared_utils.errors import UserError, cli_main
+from shared_utils.runs import atomic_write_text
 
 
 def parse_args(argv=None):

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 
+from hier_bd3lm.config import Config, parse_overrides
 from shared_utils.models import pick_device
 from shared_utils.runs import atomic_write_json
-
-from hier_bd3lm.config import Config, parse_overrides
 
 
 def run(args: list[str]) -> dict:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from shared_utils.errors import UserError
 
 from hier_bd3lm.masks import Layout
+from shared_utils.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 GROUPS = ("model", "algo", "data")

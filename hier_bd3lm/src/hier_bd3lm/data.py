@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from shared_utils.errors import UserError
 
 from hier_bd3lm.masks import Layout
 from hier_bd3lm.tokenizer import PAD
+from shared_utils.errors import UserError
 
 REQUIRED = ("question", "plan", "execution", "answer_numerical")
 

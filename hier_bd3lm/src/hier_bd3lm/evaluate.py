@@ -16,11 +16,11 @@ import math
 from pathlib import Path
 
 import torch
-from shared_utils.answers import INVALID, answers_match, extract_answer, extract_last_number
-from shared_utils.errors import UserError
 
 from hier_bd3lm.analysis import count_numbers
 from hier_bd3lm.sampling import Sampler
+from shared_utils.answers import INVALID, answers_match, extract_answer, extract_last_number
+from shared_utils.errors import UserError
 
 
 @torch.no_grad()

@@ -115,6 +115,7 @@ class HFBackend:
 
     def __init__(self, model: str, temperature: float, top_p: float, max_tokens: int, style: str, seed: int = 0):
         import torch
+
         from shared_utils.models import load_causal_lm, load_tokenizer
 
         self.torch = torch

@@ -10,9 +10,6 @@ import math
 from pathlib import Path
 
 import torch
-from shared_utils.errors import NonFiniteLossError, UserError
-from shared_utils.models import pick_device
-from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
 from tqdm import tqdm
 
 from hier_bd3lm.config import Config, layout_of, to_dict
@@ -23,14 +20,16 @@ from hier_bd3lm.evaluate import evaluate_nll
 from hier_bd3lm.model import DiT
 from hier_bd3lm.noise import Noise
 from hier_bd3lm.tokenizer import fit_tokenizer
+from shared_utils.errors import NonFiniteLossError, UserError
+from shared_utils.models import pick_device
+from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
 
 
 # ------------------------------------------------------------------------------------------------ data
 def gsm8k_records(split: str, data_path, limit=None) -> list[dict]:
     """Official GSM8K rows -> README records with rule-based plans (used when no data.train_path)."""
-    from shared_utils.data import load_gsm8k
-
     from hier_bd3lm.plans import build_record, rule_plan
+    from shared_utils.data import load_gsm8k
 
     rows = load_gsm8k(split, data_path, limit)
     return [build_record(split, i, r, rule_plan(r["answer"])) for i, r in enumerate(rows)]

@@ -20,11 +20,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from llm_streamline import data as D
 from llm_streamline.adapters import get_adapter
 from llm_streamline.args import as_dict, parse_args
 from llm_streamline.lightweight import build_lightweight, trainable_parameters
 from llm_streamline.pipeline import assemble, save_output, select_block, setup
-from llm_streamline import data as D
 from llm_streamline.scheduler import cosine_schedule, horizons
 from shared_utils.errors import NonFiniteLossError
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
+from llm_trm.compression import DimensionCompressor, apply_reference, compute_metrics, masked_mse, svd_reference
 from shared_utils.errors import cli_main
 from shared_utils.runs import atomic_write_json, atomic_write_text, seed_everything
-
-from llm_trm.compression import DimensionCompressor, apply_reference, compute_metrics, masked_mse, svd_reference
 
 
 def _timed(fn):
@@ -106,9 +105,8 @@ def trm_speed(d: int = 48, seq: int = 60, batch: int = 32, reps: int = 3) -> dic
 
 
 def run(args) -> dict:
-    from shared_utils.models import load_causal_lm, load_tokenizer
-
     from llm_trm.data import load_stage1a_texts
+    from shared_utils.models import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)
     tok = load_tokenizer(args.model_name)

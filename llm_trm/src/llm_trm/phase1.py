@@ -25,11 +25,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from shared_utils.errors import NonFiniteLossError, UserError, cli_main
-from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
-
 from llm_trm.compression import METRIC_NAMES, DimensionCompressor, compute_metrics, masked_mse, strip_compile_prefix
 from llm_trm.llm import Tracker, load_frozen_llm, model_hidden_size, pick_run_device
+from shared_utils.errors import NonFiniteLossError, UserError, cli_main
+from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
 
 DEFAULT_MODEL = "smollm2-135m"  # embedded SmolLM2-135M-Instruct (D=576); the original: HuggingFaceTB/SmolLM3-3B
 

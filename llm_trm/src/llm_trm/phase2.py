@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from shared_utils.errors import NonFiniteLossError, UserError, cli_main
-from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
-
 from llm_trm.data import split_heldout
 from llm_trm.phase1 import load_compressor, warmup_cosine
 from llm_trm.trm import EMA, SequenceTRM, TRMConfig, halt_loss
+from shared_utils.errors import NonFiniteLossError, UserError, cli_main
+from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
 
 
 @dataclass

@@ -24,12 +24,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from shared_utils.errors import UserError, cli_main
-from shared_utils.runs import atomic_torch_save, atomic_write_json, seed_everything
-
-from llm_trm.data import Problem, make_problems, thinking_text, think_token_span
+from llm_trm.data import Problem, make_problems, think_token_span, thinking_text
 from llm_trm.hidden import last_layer_states
 from llm_trm.llm import LazyLLM, pick_run_device
+from shared_utils.errors import UserError, cli_main
+from shared_utils.runs import atomic_torch_save, atomic_write_json, seed_everything
 
 
 @dataclass
@@ -60,10 +59,9 @@ def load_problems(cfg: DatagenConfig) -> list[Problem]:
     if cfg.dataset == "arith":
         return make_problems(cfg.num_samples, seed=cfg.seed, max_value=cfg.max_value)
     if cfg.dataset == "gsm8k":
+        from llm_trm.data import ANSWER_INSTRUCTION
         from shared_utils.answers import split_solution, strip_calculator_annotations
         from shared_utils.data import load_gsm8k
-
-        from llm_trm.data import ANSWER_INSTRUCTION
 
         rows = load_gsm8k("train", cfg.data_path, limit=cfg.num_samples)
         out = []

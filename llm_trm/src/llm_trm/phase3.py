@@ -26,15 +26,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from shared_utils.errors import UserError, cli_main
-from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
-
 from llm_trm.data import ANSWER_INSTRUCTION, chat_prompt, make_problems
 from llm_trm.grpo import extract_answer, gaussian_logprob, group_advantages, grpo_loss, is_correct
 from llm_trm.hidden import last_layer_states
 from llm_trm.llm import LazyLLM, Tracker, pick_run_device
 from llm_trm.phase1 import load_compressor
 from llm_trm.phase2 import load_trm
+from shared_utils.errors import UserError, cli_main
+from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
 
 COT_INSTRUCTION = "Think step by step, then give the final answer."
 

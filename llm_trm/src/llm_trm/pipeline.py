@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-from shared_utils.errors import cli_main
-from shared_utils.runs import atomic_write_json
-
 from llm_trm import phase1, phase2, phase2_datagen, phase3
 from llm_trm.compression import apply_reference, compute_metrics, param_count, svd_reference
+from shared_utils.errors import cli_main
+from shared_utils.runs import atomic_write_json
 
 # The original README's "Expected Results" (its own rough estimates, D=3072), keyed by compression ratio.
 ORIGINAL_ESTIMATE = {48: 0.85, 24: 0.92, 12: 0.96, 6: 0.98, 3: 0.99}
@@ -59,9 +58,8 @@ def _p1(out: Path, s: dict, stage: str, epochs: int, **kw) -> dict:
 
 def phase1_table(s: dict, root: Path) -> dict:
     """Stage-1a sweep (README default epochs, and longer where the preset asks), SVD/PCA references, 1b."""
-    from shared_utils.models import load_tokenizer
-
     from llm_trm.llm import LazyLLM
+    from shared_utils.models import load_tokenizer
 
     d_values = s["d_values"]
     runs = {"default": _p1(root / "phase1", s, "1a", s["p1_epochs"], sweep=True, sweep_d_values=d_values)}

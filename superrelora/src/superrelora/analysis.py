@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 from shared_utils.runs import seed_everything
-
 from superrelora.checkpoint import load_final_model
 from superrelora.model import load_base_model
 from superrelora.ranks import mean_spectrum, rank_report

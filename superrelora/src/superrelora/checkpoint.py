@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
+
 from shared_utils.errors import UserError
 from shared_utils.runs import atomic_torch_save, atomic_write_json
-
 from superrelora.model import base_weight_names, load_base_model
 
 STATE_FILE = "superrelora_state.safetensors"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from shared_utils.data import load_text_corpus, load_text_lines
 from shared_utils.errors import UserError
 from shared_utils.hub import require_hub

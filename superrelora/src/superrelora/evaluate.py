@@ -15,9 +15,9 @@ concatenated text (no padding).
 from __future__ import annotations
 
 import torch
-from shared_utils.metrics import perplexity, token_nll
 from tqdm import tqdm
 
+from shared_utils.metrics import perplexity, token_nll
 from superrelora.data import PadCollator, batches, stream_blocks, tokenize_rows
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+
 from shared_utils.errors import UserError
 from shared_utils.models import load_causal_lm
-
 from superrelora.merge import ADAPTER, lora_layers, partial_merge, should_merge
 
 

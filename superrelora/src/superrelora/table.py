@@ -59,7 +59,6 @@ def run_row(name: str, scale: str, data: str, out_root: str | Path) -> dict:
     import resource
 
     from shared_utils.runs import seed_everything
-
     from superrelora.evaluate import evaluate_text
     from superrelora.model import load_base_model
     from superrelora.ranks import mean_spectrum, rank_report

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
+
 from shared_utils.errors import NonFiniteLossError, UserError
 from shared_utils.models import load_tokenizer, pick_device
 from shared_utils.runs import RunDir, atomic_write_json, atomic_write_text, seed_everything
-from tqdm import tqdm
-
 from superrelora.checkpoint import (
     export_merged,
     latest_checkpoint,

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-from shared_utils.errors import NonFiniteLossError
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from shared_utils.errors import NonFiniteLossError
 from superrelora.checkpoint import load_state, save_state
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from shared_utils.runs import atomic_torch_save
 
+from shared_utils.runs import atomic_torch_save
 from superrelora.merge import lora_layers
 
 
