@@ -8,9 +8,8 @@ Writes {model}_improved_results.json ({"<step>": mean answer probability}), {mod
 and {model}_improved_predictions_<step>.jsonl.
 """
 
-from shared_utils.errors import cli_main
-
 from high_to_low.evaluate import build_parser, run_evaluation
+from shared_utils.errors import cli_main
 
 
 @cli_main

@@ -7,9 +7,8 @@
 Writes {model}_transformer_results.json, {model}_transformer_greedy_em.json and per-step predictions.
 """
 
-from shared_utils.errors import cli_main
-
 from high_to_low.evaluate import build_parser, run_evaluation
+from shared_utils.errors import cli_main
 
 
 @cli_main

@@ -7,9 +7,8 @@
 CPU example: --model_name tiny --dataset_name parity --seq_len 16 --num_train 32000 --lr 1e-3 --max_steps 500
 """
 
-from shared_utils.errors import cli_main
-
 from high_to_low.training import build_parser, train
+from shared_utils.errors import cli_main
 
 
 @cli_main

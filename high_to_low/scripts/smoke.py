@@ -18,10 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the root scripts train.py / evaluation.py
 
-from shared_utils.runs import atomic_write_json  # noqa: E402
-
 import evaluation  # noqa: E402
 import train  # noqa: E402
+
+from shared_utils.runs import atomic_write_json  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from shared_utils.errors import UserError
 
 from high_to_low.evaluate import extract_prediction, is_correct
 from high_to_low.reasoning_datasets import (
@@ -24,6 +23,7 @@ from high_to_low.reasoning_datasets import (
     prufer_to_edges,
     write_qa_lines,
 )
+from shared_utils.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from shared_utils.errors import UserError
 
 from high_to_low.evaluate import build_parser, evaluate_items, run_evaluation
 from high_to_low.get_model import build_model
 from high_to_low.reasoning_datasets import generate
 from high_to_low.training import build_parser as train_parser
 from high_to_low.training import train, train_step
+from shared_utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model_name", "tiny", "--tiny_layers", "2", "--dataset_name", "parity", "--seq_len", "6",

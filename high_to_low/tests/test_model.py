@@ -5,10 +5,10 @@
 
 import pytest
 import torch
-from shared_utils.models import tiny_llama
 from transformers.masking_utils import create_causal_mask
 
 from high_to_low.get_model import LORA_SCALE, LoraLinear, TurboConnLM, add_lora, preset_bridges
+from shared_utils.models import tiny_llama
 
 T = 13
 

@@ -8,9 +8,8 @@ import math
 
 import pytest
 import torch
-from shared_utils.errors import NonFiniteLossError, UserError
-
 import train as train_script
+
 from high_to_low.get_model import (
     bridge_params,
     build_model,
@@ -32,6 +31,7 @@ from high_to_low.training import (
     train,
     train_step,
 )
+from shared_utils.errors import NonFiniteLossError, UserError
 
 TINY = ["--model_name", "tiny", "--tiny_layers", "2", "--dataset_name", "parity", "--seq_len", "6",
         "--batch_size", "8", "--num_train", "64", "--lr", "1e-3", "--warmup_steps", "2", "--device", "cpu"]

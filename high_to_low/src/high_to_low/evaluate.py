@@ -17,15 +17,15 @@ import re
 from pathlib import Path
 
 import torch
-from shared_utils.answers import answers_match
-from shared_utils.errors import UserError
-from shared_utils.models import pick_device
-from shared_utils.runs import atomic_write_json, atomic_write_text
 from tqdm import tqdm
 
 from high_to_low.get_model import build_model
 from high_to_low.reasoning_datasets import answer_text, check_dataset, encode, load_split, prompt_text
 from high_to_low.training import load_trainable, make_batch, model_short, set_threads, span_logprobs, str2bool
+from shared_utils.answers import answers_match
+from shared_utils.errors import UserError
+from shared_utils.models import pick_device
+from shared_utils.runs import atomic_write_json, atomic_write_text
 
 
 def build_parser(transformer: bool) -> argparse.ArgumentParser:

@@ -16,10 +16,11 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from shared_utils.errors import UserError
 from torch import nn
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
+
+from shared_utils.errors import UserError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_SCALE = 0.01  # the original's constant LoRA "alpha" (not alpha / r)
@@ -293,10 +294,10 @@ def tiny_config(tokenizer, num_layers: int = 6, hidden: int = 64, heads: int = 4
 
 def load_base(model_name: str, seed: int = 42, tiny_layers: int = 6):
     """(LlamaForCausalLM in fp32, tokenizer) for ``tiny``, the embedded SmolLM2, a local dir or a Hub id."""
-    from shared_utils.models import load_causal_lm, load_tokenizer
     from transformers import LlamaForCausalLM
 
     from high_to_low.reasoning_datasets import WordTokenizer
+    from shared_utils.models import load_causal_lm, load_tokenizer
 
     if model_name == TINY_MODEL:
         tok = WordTokenizer()

@@ -17,9 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-from shared_utils.errors import NonFiniteLossError, UserError
-from shared_utils.models import pick_device
-from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
 from tqdm import tqdm
 
 from high_to_low.get_model import (
@@ -33,6 +30,9 @@ from high_to_low.get_model import (
     select_trainable,
 )
 from high_to_low.reasoning_datasets import answer_text, check_dataset, encode, load_split, prompt_text
+from shared_utils.errors import NonFiniteLossError, UserError
+from shared_utils.models import pick_device
+from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
 
 EPS = 2.0 ** -24  # the original's -log(p + 2^-24)
 RESUME_KEYS = ("our_method", "model_name", "dataset_name", "batch_size", "group_size", "bridges", "multiplier",
@@ -248,8 +248,9 @@ def base_config(model_name: str, tiny_layers: int = 6):
 
     if model_name == TINY_MODEL:
         return tiny_config(WordTokenizer(), num_layers=tiny_layers)
-    from shared_utils.models import resolve_model_path
     from transformers import AutoConfig
+
+    from shared_utils.models import resolve_model_path
 
     return AutoConfig.from_pretrained(resolve_model_path(model_name))
 
