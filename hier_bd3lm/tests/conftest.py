@@ -2,25 +2,16 @@
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from hier_bd3lm.diffusion import BlockDiffusion
 from hier_bd3lm.masks import Layout
 from hier_bd3lm.model import DiT
+from shared_utils.pytest_plugin import pytest_collection_modifyitems  # noqa: F401  (gpu tests skip without CUDA)
 
 torch.set_num_threads(1)  # tiny models: one thread is faster on a shared 2-core machine
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
 
 
 def make_model(layout: Layout, vocab: int = 23, algo: str = "bd3lm", seed: int = 0, randomize: bool = True,

@@ -1,17 +1,8 @@
 """Shared fixtures; `gpu` tests skip themselves without CUDA."""
 
-import pytest
 import torch
 
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
-
+from shared_utils.pytest_plugin import pytest_collection_modifyitems  # noqa: F401  (gpu tests skip without CUDA)
 
 # One thread: tiny models gain nothing from two, and on a shared machine OpenMP spin-waits cost 10x.
 torch.set_num_threads(1)

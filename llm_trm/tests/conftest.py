@@ -2,16 +2,8 @@
 with a byte-level tokenizer, saved once per session as a normal HF directory (no download)."""
 
 import pytest
-import torch
 
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+from shared_utils.pytest_plugin import pytest_collection_modifyitems  # noqa: F401  (gpu tests skip without CUDA)
 
 
 @pytest.fixture(scope="session")

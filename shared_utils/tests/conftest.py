@@ -1,16 +1,8 @@
 """Fixtures for shared_utils tests; `gpu` tests skip themselves without CUDA."""
 
 import pytest
-import torch
 
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+from shared_utils.pytest_plugin import pytest_collection_modifyitems  # noqa: F401  (gpu tests skip without CUDA)
 
 
 @pytest.fixture

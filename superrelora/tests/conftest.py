@@ -8,18 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared_utils.pytest_plugin import pytest_collection_modifyitems  # noqa: F401  (gpu tests skip without CUDA)
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = str(ROOT / "configs" / "tiny_llama.json")
 TINY_TEXT = str(ROOT / "tests" / "data" / "tiny_corpus.txt")
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs CUDA")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
 
 
 def tiny_config(tmp_path, **overrides):
