@@ -1,8 +1,8 @@
 """End to end: phase 1 (1a sweep + SVD/PCA references, 1b) -> phase-2 pairs + TRM -> phase-3 GRPO -> tables.
 
     python -m llm_trm.pipeline --preset smoke      # `make smoke`: ~2-3 min, writes runs/smoke/summary.json
-    python -m llm_trm.pipeline --preset table      # `make table`: writes results/*.md, *.json, *.png
-    python -m llm_trm.pipeline --preset table --data_path ../../shared/data/wikitext2
+    python -m llm_trm.pipeline --preset table_reduced --threads 1   # `make table` (the committed results/)
+    python -m llm_trm.pipeline --preset table --data_path ../../shared/data/wikitext2   # full preset
 
 Every step is an ordinary call of the phase entry points with the flags printed in the results files.
 """
