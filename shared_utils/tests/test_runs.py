@@ -9,6 +9,7 @@ import torch
 
 from shared_utils.runs import (
     RunDir,
+    atomic_dir,
     atomic_torch_save,
     atomic_write_json,
     atomic_write_text,
@@ -51,6 +52,23 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
         atomic_torch_save({"w": Boom()}, path)
     assert torch.equal(torch.load(path)["w"], torch.ones(2))
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_dir_replaces_whole_directory_or_nothing(tmp_path):
+    out = tmp_path / "ckpt"
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("1")
+        assert not out.exists(), "nothing is visible before the block finishes"
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "b.txt").write_text("half")
+            raise RuntimeError("crash while writing")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"], "a failed write keeps the old directory"
+    with atomic_dir(out) as tmp:
+        (tmp / "c.txt").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["c.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"], "no temp directory left behind"
 
 
 def test_run_dir_records_config_meta_metrics(tmp_path):

@@ -9,8 +9,6 @@ renamed into place, so a crash never leaves a half-written model.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from llm_streamline.selection import check_interval, score_blocks
 from llm_streamline.surgery import build_pruned_model, count_params, streamline_keep
 from shared_utils.errors import UserError
 from shared_utils.models import load_causal_lm, load_tokenizer, pick_device
-from shared_utils.runs import atomic_write_json, seed_everything
+from shared_utils.runs import atomic_dir, atomic_write_json, seed_everything
 
 RECORD = "streamline.json"
 
@@ -122,8 +120,7 @@ def assemble(model, best: int, n: int, kind: str, modules) -> torch.nn.Module:
 def save_output(pruned, tokenizer, out_dir: str, record: dict, kind: str = "layer", modules=None) -> Path:
     """Write the checkpoint (or, for ffn, the FFN weights) + tokenizer + streamline.json, atomically."""
     out = check_output_dir(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         if kind == "ffn":
             from safetensors.torch import save_file
 
@@ -133,12 +130,6 @@ def save_output(pruned, tokenizer, out_dir: str, record: dict, kind: str = "laye
         tokenizer.save_pretrained(tmp)
         record = {**record, "params": count_params(pruned), "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(tmp / RECORD, record)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -11,13 +11,15 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 PACKAGES = (
     "torch", "transformers", "peft", "accelerate", "datasets", "lm_eval", "gguf", "numpy", "vllm", "deepspeed",
@@ -92,6 +94,27 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Build a directory in a temp sibling and move it over ``path`` only if the block finishes.
+
+    ``with atomic_dir(out) as tmp: <write files into tmp>`` -- on an exception the old ``path`` (if any) is left
+    untouched and the temp directory is removed, so a crash never leaves a half-written checkpoint directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _json_default(obj: Any):

@@ -14,8 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,7 +21,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
 from shared_utils.errors import UserError
-from shared_utils.runs import atomic_torch_save, atomic_write_json
+from shared_utils.runs import atomic_dir, atomic_torch_save, atomic_write_json
 from superrelora.model import base_weight_names, load_base_model
 
 STATE_FILE = "superrelora_state.safetensors"
@@ -67,19 +65,11 @@ def load_state(model: torch.nn.Module, directory: str | Path) -> int:
 def save_checkpoint(directory, model, optimizer, scheduler, step: int, everything: bool = False, extra=None) -> Path:
     """Manual-loop checkpoint, written to a temp dir and renamed, so a crash never leaves half a checkpoint."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         save_state(model, tmp, everything)
         atomic_torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         atomic_write_json(tmp / "state.json", {"global_step": step, **(extra or {})})
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
