@@ -4,7 +4,7 @@ PROJECTS := high_to_low superrelora llm_trm hier_bd3lm llm_streamline
 PYTHON ?= python3
 SHARED_PY := shared_utils/.venv/bin/python
 
-.PHONY: setup demo test-all test-root test-gpu table lint clean $(PROJECTS)
+.PHONY: setup demo test-all test-root test-bad-inputs test-gpu table lint clean $(PROJECTS)
 
 # Create every environment (shared_utils' own, then one per project). Idempotent: seconds when nothing changed.
 setup:
@@ -20,10 +20,16 @@ demo:
 test-all:
 	$(PYTHON) tools/workspace.py test-all
 
-# Workspace conformance tests (stdlib + pytest), run in shared_utils' env.
+# Workspace conformance tests (stdlib + pytest), run in shared_utils' env. The bad-input corpus needs the project
+# envs, so it is its own target (and its own step of test-all, after the projects).
 test-root:
 	$(MAKE) -C shared_utils setup
-	$(SHARED_PY) -m pytest tests -q
+	$(SHARED_PY) -m pytest tests -q --ignore=tests/test_bad_inputs.py
+
+# Bad-input corpus: every case of tests/bad_inputs/cases_<project>.py must exit non-zero with one clear line.
+test-bad-inputs:
+	$(MAKE) -C shared_utils setup
+	$(SHARED_PY) -m pytest tests/test_bad_inputs.py -q
 
 test-gpu:
 	@for p in $(PROJECTS); do $(MAKE) -C $$p test-gpu; done

@@ -56,9 +56,10 @@ def _junit_counts(path: Path) -> dict | None:
 
 def test_all() -> int:
     REPORTS.mkdir(exist_ok=True)
-    # (name, make target dir, make target); root conformance tests run in shared_utils' env
+    # (name, make target dir, make target); root tests run in shared_utils' env
     steps = [("shared_utils", "shared_utils", "test"), ("workspace", ".", "test-root")]
     steps += [(p, p, "test") for p in PROJECTS]
+    steps += [("bad_inputs", ".", "test-bad-inputs")]  # runs every project's CLIs, so after their envs exist
     rows = []
     for name, where, target in steps:
         xml = REPORTS / f"{name}.xml"
