@@ -98,3 +98,43 @@ def test_final_model_reloads_with_merged_base(tiny_cfg, tmp_path, batch):
 def test_missing_checkpoint_is_user_error(tiny_cfg, tmp_path):
     with pytest.raises(UserError, match="no such checkpoint"):
         run_training(tiny_cfg(resume_from_checkpoint=str(tmp_path / "nope")), export=False, evaluate=False)
+
+
+@pytest.mark.parametrize("use_trainer", [False, True])
+def test_resume_with_different_settings_is_refused_and_same_settings_keep_merge_log(tiny_cfg, tmp_path, use_trainer):
+    """Resuming a merge_every=2 run from checkpoint-3 with merge_every 3 exits with the key and both values;
+    with the same config, merges.json equals the uninterrupted run's (the step-2 merge stays on record)."""
+    import json
+
+    a = tmp_path / "a"
+    run_training(tiny_cfg(output_dir=str(a), save_steps=3, use_trainer=use_trainer), export=False, evaluate=False)
+    ckpt = str(a / "checkpoint-3")
+    for key, value, shown in [("merge_every", 3, "merge_every: checkpoint 2, now 3"),
+                              ("batch_size", 2, "batch_size: checkpoint 4, now 2"),
+                              ("method", "lora", "method: checkpoint 'superrelora', now 'lora'"),
+                              ("merge_alpha", 0.2, "merge_alpha: checkpoint 0.1, now 0.2")]:
+        with pytest.raises(UserError, match="cannot resume") as exc:
+            run_training(tiny_cfg(output_dir=str(tmp_path / "b"), use_trainer=use_trainer, resume_from_checkpoint=ckpt,
+                                  **{key: value}), export=False, evaluate=False)
+        assert shown in str(exc.value)
+    assert not (tmp_path / "b" / "config.json").exists()  # refused before anything was written
+    run_training(tiny_cfg(output_dir=str(tmp_path / "b"), use_trainer=use_trainer, resume_from_checkpoint=ckpt),
+                 export=False, evaluate=False)
+    merges_a = json.loads((a / "merges.json").read_text())
+    assert [e["step"] for e in merges_a] == [2, 4, 6]
+    assert json.loads((tmp_path / "b" / "merges.json").read_text()) == merges_a
+
+
+def test_corrupt_checkpoint_files_are_one_line(tiny_cfg, tmp_path):
+    a = tmp_path / "a"
+    run_training(tiny_cfg(output_dir=str(a), save_steps=3, max_steps=4), export=False, evaluate=False)
+    ckpt = a / "checkpoint-3"
+    opt = ckpt / "optimizer.pt"
+    opt.write_bytes(opt.read_bytes()[:100])  # truncated
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        run_training(tiny_cfg(output_dir=str(tmp_path / "b"), resume_from_checkpoint=str(ckpt)), export=False,
+                     evaluate=False)
+    (ckpt / "superrelora_run.json").write_text("{not json")
+    with pytest.raises(UserError, match="corrupt"):
+        run_training(tiny_cfg(output_dir=str(tmp_path / "b"), resume_from_checkpoint=str(ckpt)), export=False,
+                     evaluate=False)

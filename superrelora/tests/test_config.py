@@ -73,3 +73,28 @@ def test_missing_yaml_is_user_error(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(UserError, match="mapping"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"max_steps": -5}, "max_steps must be -1"),
+    ({"max_steps": 0}, "max_steps must be -1"),
+    ({"num_epochs": -1}, "num_epochs must be >= 0"),
+    ({"num_eval_samples": 0}, "num_eval_samples must be >= 1"),
+    ({"limit_train_examples": 0}, "limit_train_examples must be >= 1"),
+    ({"save_steps": -1}, "save_steps must be >= 0"),
+])
+def test_negative_or_zero_sizes_fail(overrides, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, overrides)
+    assert load_config(None, {"max_steps": -1}).max_steps == -1  # -1 = train for num_epochs
+
+
+def test_output_dir_that_is_a_file_is_one_line(tmp_path):
+    from superrelora.cli import main
+
+    f = tmp_path / "taken.txt"
+    f.write_text("x")
+    for out in (f, f / "sub"):
+        with pytest.raises(UserError, match="existing file") as exc:
+            main(["--config", str(ROOT / "training_configs" / "tiny_cpu.yaml"), "--output_dir", str(out)])
+        assert "\n" not in str(exc.value)

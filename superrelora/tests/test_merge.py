@@ -162,3 +162,25 @@ def test_rank_grows_with_fresh_factors_between_merges(tiny_base):
     delta = layer.get_base_layer().weight + layer.get_delta_weight("default") - w0
     m, n = delta.shape
     assert spectrum_stats(delta)["numerical_rank"] == min(2 * (k + 1), m, n)
+
+
+@pytest.mark.parametrize("split", ["sqrt", "reference"])
+def test_full_merge_with_a_zeroing_split_is_refused_like_the_config(tiny_base, split):
+    """step_partial_merge(.., 1.0) with sqrt would zero A and B (dead adapter): refused, nothing modified."""
+    from shared_utils.errors import UserError
+    from superrelora.config import load_config
+
+    wrapped = SuperReLoRaModel(tiny_base, r=4, alpha=8, target_modules=LLAMA_TARGETS)
+    with torch.no_grad():
+        for _, layer in lora_layers(wrapped.model):
+            layer.lora_B["default"].weight.normal_(0, 0.05)
+    before = {n: p.detach().clone() for n, p in wrapped.named_parameters()}
+    wrapped.split = split
+    with pytest.raises(UserError, match="b_only") as api:
+        wrapped.step_partial_merge(4, 2, 1.0)
+    with pytest.raises(UserError, match="b_only") as cfg:
+        load_config(None, {"merge_alpha": 1.0, "merge_split": split})
+    assert str(api.value) == str(cfg.value)  # the same rule, the same message
+    assert all(torch.equal(p, before[n]) for n, p in wrapped.named_parameters())
+    assert wrapped.step_partial_merge(3, 2, 1.0) == 0.0  # not a merge step: nothing to refuse
+    assert wrapped.merge_all(1.0) > 0  # b_only: the full merge that keeps training

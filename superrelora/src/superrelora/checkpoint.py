@@ -25,6 +25,11 @@ from shared_utils.runs import atomic_dir, atomic_torch_save, atomic_write_json
 from superrelora.model import base_weight_names, load_base_model
 
 STATE_FILE = "superrelora_state.safetensors"
+RUN_FILE = "superrelora_run.json"  # config + merge log of the run; written last, so it marks a complete checkpoint
+# Settings a resume must share with the checkpoint: anything else would silently train a different run.
+RESUME_KEYS = ("method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "merge_every", "merge_alpha",
+               "merge_split", "merge_moments", "relora_prune", "batch_size", "gradient_accumulation_steps", "seed",
+               "max_length", "scheduler.type")
 
 
 def state_to_save(model: torch.nn.Module, everything: bool = False) -> dict[str, torch.Tensor]:
@@ -62,7 +67,8 @@ def load_state(model: torch.nn.Module, directory: str | Path) -> int:
     return len(saved)
 
 
-def save_checkpoint(directory, model, optimizer, scheduler, step: int, everything: bool = False, extra=None) -> Path:
+def save_checkpoint(directory, model, optimizer, scheduler, step: int, everything: bool = False, extra=None,
+                    run_info: dict | None = None) -> Path:
     """Manual-loop checkpoint, written to a temp dir and renamed, so a crash never leaves half a checkpoint."""
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
@@ -70,7 +76,93 @@ def save_checkpoint(directory, model, optimizer, scheduler, step: int, everythin
         atomic_torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         atomic_write_json(tmp / "state.json", {"global_step": step, **(extra or {})})
+        atomic_write_json(tmp / RUN_FILE, {"global_step": step, **(run_info or {})})
     return directory
+
+
+def write_run_info(directory, step: int, config: dict, merges: list) -> Path:
+    """The checkpoint's run record (config + merge events up to ``step``); Trainer checkpoints get it in on_save."""
+    return atomic_write_json(Path(directory) / RUN_FILE, {"global_step": step, "config": config, "merges": merges})
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable or corrupt {what} ({type(exc).__name__}); the checkpoint is damaged, "
+                        "resume from an earlier one") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: corrupt {what} (not a JSON object)")
+    return data
+
+
+def read_run_info(directory: str | Path) -> dict:
+    """``superrelora_run.json`` of a checkpoint; {} when absent (older checkpoints): the caller falls back."""
+    path = Path(directory) / RUN_FILE
+    return _read_json(path, "run record") if path.is_file() else {}
+
+
+def _resume_view(config: dict) -> dict:
+    """The RESUME_KEYS of a config dict (``scheduler.type`` style for nested keys; method = effective method)."""
+    out = {}
+    for key in RESUME_KEYS:
+        head, _, tail = key.partition(".")
+        value = config.get(head)
+        if tail:
+            value = value.get(tail) if isinstance(value, dict) else None
+        out[key] = value
+    if config.get("use_base_model"):
+        out["method"] = "full"
+    return out
+
+
+def check_resume_config(saved: dict, new: dict) -> None:
+    """UserError naming every differing RESUME_KEY with both values (local fallback for
+    ``shared_utils.runs.check_resume_config``, not there yet)."""
+    a, b = _resume_view(saved), _resume_view(new)
+    diff = [f"{k}: checkpoint {a[k]!r}, now {b[k]!r}" for k in RESUME_KEYS if a[k] != b[k]]
+    if diff:
+        raise UserError("cannot resume with different settings (" + "; ".join(diff) + "); use the checkpoint's "
+                        "values or start a new output_dir")
+
+
+def validate_checkpoint(directory: str | Path, config: dict) -> dict:
+    """Before any model is built: the checkpoint's files load and its config matches ``config``.
+
+    Returns its run record ({} for a checkpoint without one). Truncated or corrupt files are one clear line.
+    """
+    directory = Path(directory)
+    info = read_run_info(directory)
+    saved = info.get("config")
+    if saved is None and (directory.parent / "config.json").is_file():  # older checkpoints: the run's config.json
+        saved = _read_json(directory.parent / "config.json", "run config")
+    if saved is not None:
+        check_resume_config(saved, config)
+    if not (directory / STATE_FILE).is_file():
+        raise UserError(f"{directory}: no {STATE_FILE} (incomplete checkpoint, or not written by superrelora)")
+    for path in sorted(directory.iterdir()):
+        if path.suffix == ".json":
+            _read_json(path, "checkpoint file")
+        elif path.suffix == ".safetensors":
+            _check_safetensors(path)
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            _torch_load(path)
+    return info
+
+
+def _check_safetensors(path: Path) -> None:
+    try:
+        load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for truncated/corrupt files
+        raise UserError(f"{path}: corrupt or truncated safetensors file ({' '.join(str(exc).split())[:120]})") from None
+
+
+def _torch_load(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (zip) for truncated files
+        raise UserError(f"{path}: corrupt or truncated checkpoint file ({type(exc).__name__}); resume from an "
+                        "earlier checkpoint") from None
 
 
 def load_checkpoint(directory, model, optimizer, scheduler) -> dict:
@@ -79,7 +171,7 @@ def load_checkpoint(directory, model, optimizer, scheduler) -> dict:
     if not (directory / "state.json").is_file() or not (directory / "optimizer.pt").is_file():
         raise UserError(f"{directory}: not a manual-loop checkpoint (needs state.json and optimizer.pt)")
     load_state(model, directory)
-    blob = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=False)
+    blob = _torch_load(directory / "optimizer.pt")
     try:
         optimizer.load_state_dict(blob["optimizer"])
     except (ValueError, KeyError) as exc:
@@ -90,7 +182,10 @@ def load_checkpoint(directory, model, optimizer, scheduler) -> dict:
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    found = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    """The newest complete checkpoint (one with its run record, written last; a kill mid-save leaves none)."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / RUN_FILE).is_file()]
+    found.sort(key=lambda p: int(p.name.split("-")[-1]))
     return found[-1] if found else None
 
 

@@ -184,16 +184,33 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1"),
         (cfg.learning_rate > 0, f"learning_rate must be > 0, got {cfg.learning_rate}"),
         (cfg.max_length >= 2 and cfg.eval_max_length >= 2, "max_length and eval_max_length must be >= 2"),
+        (cfg.max_steps == -1 or cfg.max_steps > 0,
+         f"max_steps must be -1 (train for num_epochs) or a positive number of updates, got {cfg.max_steps}"),
+        (cfg.num_epochs >= 0, f"num_epochs must be >= 0, got {cfg.num_epochs}"),
         (cfg.max_steps > 0 or cfg.num_epochs > 0, "set max_steps > 0 or num_epochs > 0"),
+        (cfg.limit_train_examples is None or cfg.limit_train_examples >= 1,
+         f"limit_train_examples must be >= 1, got {cfg.limit_train_examples}"),
+        (cfg.num_eval_samples >= 1, f"num_eval_samples must be >= 1, got {cfg.num_eval_samples}"),
+        (cfg.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {cfg.eval_batch_size}"),
+        (min(cfg.logging_steps, cfg.eval_steps, cfg.save_steps) >= 0,
+         "logging_steps, eval_steps and save_steps must be >= 0"),
+        (cfg.weight_decay >= 0 and cfg.max_grad_norm >= 0, "weight_decay and max_grad_norm must be >= 0"),
+        (0.0 <= cfg.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {cfg.lora_dropout}"),
+        (cfg.lora_alpha > 0, f"lora_alpha must be > 0, got {cfg.lora_alpha}"),
+        (cfg.scheduler.warmup_steps >= 0 and cfg.scheduler.restart_warmup_steps >= 0,
+         "scheduler.warmup_steps and scheduler.restart_warmup_steps must be >= 0"),
+        (cfg.scheduler.total_steps is None or cfg.scheduler.total_steps >= 1,
+         f"scheduler.total_steps must be >= 1, got {cfg.scheduler.total_steps}"),
         (not (cfg.fp16 and cfg.bf16), "fp16 and bf16 are mutually exclusive"),
         (cfg.optimizer.type.lower() in ("adamw", "adamw_torch"), f"optimizer.type must be adamw, got {cfg.optimizer.type!r}"),
         (cfg.scheduler.type in SCHEDULERS, f"scheduler.type must be one of {', '.join(SCHEDULERS)}"),
-        (cfg.merge_split != "sqrt" or cfg.merge_alpha < 1.0, "merge_alpha 1.0 needs merge_split b_only (sqrt would zero both factors)"),
         (cfg.effective_method == "full" or cfg.lora_r > 0, "lora_r must be positive"),
     ]
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
+    if cfg.effective_method == "superrelora" and cfg.merge_every > 0:
+        check_merge_args(cfg.merge_alpha, cfg.merge_split)
     m = cfg.merge_moments
     if not (m in ("consistent", "reference", "keep", "reset") or m.startswith("prune:")):
         raise UserError(f"merge_moments must be consistent|reference|keep|reset|prune:<p>, got {m!r}")
@@ -204,6 +221,30 @@ def validate(cfg: TrainConfig) -> None:
             raise UserError(f"merge_moments {m!r}: prune share must be a number") from None
         if not 0.0 <= p <= 1.0:
             raise UserError(f"merge_moments {m!r}: prune share must be in [0, 1]")
+
+
+def check_merge_args(alpha: float, split: str) -> None:
+    """The one rule for partial merges, shared by the config and the model-level API (``partial_merge``).
+
+    alpha = 1 with the ``sqrt`` (or the original ``reference``) split multiplies both A and B by 0: the adapter is
+    dead (zero gradients for ever), the original's bug. Only ``b_only`` (B <- 0, A kept) is a full merge that trains on.
+    """
+    if split not in SPLITS:
+        raise UserError(f"merge_split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"merge_alpha must be in [0, 1], got {alpha}")
+    if alpha >= 1.0 and split != "b_only":
+        raise UserError(f"merge_alpha 1.0 needs merge_split b_only ({split} would zero both A and B: a dead adapter)")
+
+
+def check_output_dir(path: str | Path, flag: str = "--output_dir") -> Path:
+    """An output directory that is (or lies under) an existing file is one clear error, before any work."""
+    path = Path(path).expanduser()
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            what = "is an existing file" if p == path else f"lies under the existing file {p}"
+            raise UserError(f"{flag} {path} {what}; give a directory path")
+    return path
 
 
 def config_from_dict(data: dict) -> TrainConfig:

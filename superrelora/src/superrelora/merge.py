@@ -26,6 +26,8 @@ from typing import Callable
 import torch
 from peft.tuners.lora import LoraLayer
 
+from superrelora.config import check_merge_args
+
 ADAPTER = "default"
 
 
@@ -115,7 +117,12 @@ def partial_merge(
     optimizer=None,
     adapter: str = ADAPTER,
 ) -> float:
-    """SuperReLoRA's partial merge over every LoRA layer; returns the summed Frobenius norm of s*B*A."""
+    """SuperReLoRA's partial merge over every LoRA layer; returns the summed Frobenius norm of s*B*A.
+
+    Refuses (UserError, nothing modified) exactly what the config refuses: alpha = 1 with a split that would
+    zero both factors (sqrt, reference). ``merge_all(1.0)`` uses ``b_only``.
+    """
+    check_merge_args(alpha, split)
     total = 0.0
     for _, layer in lora_layers(model, adapter):
         norm, c_a, c_b = merge_layer(layer, alpha, split, adapter)
@@ -177,7 +184,11 @@ class MergeHook:
         self.events.append(event)
         return event
 
-    def restore(self, step: int) -> None:
-        """After resuming at ``step``: the merges already done are implied by the schedule."""
+    def restore(self, step: int, events: list | None = None) -> None:
+        """After resuming at ``step``: the checkpoint's merge log (``events``), or, for a checkpoint without one,
+        the merges its schedule implies."""
+        if events is not None:
+            self.events = [dict(e) for e in events if e.get("step", 0) <= step]
+            return
         self.events = [{"step": s, "merge_count": i + 1, "restored": True}
                        for i, s in enumerate(s for s in range(1, step + 1) if self.active and should_merge(s, self.every))]

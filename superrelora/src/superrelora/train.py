@@ -30,8 +30,9 @@ from superrelora.checkpoint import (
     load_checkpoint,
     save_adapter_and_base,
     save_checkpoint,
+    validate_checkpoint,
 )
-from superrelora.config import TrainConfig, config_to_dict
+from superrelora.config import TrainConfig, check_output_dir, config_to_dict
 from superrelora.data import PadCollator, load_text_rows, shuffled, tokenize_rows
 from superrelora.evaluate import evaluate_text
 from superrelora.merge import MergeHook
@@ -54,6 +55,8 @@ class Setup:
     collator: PadCollator
     run: RunDir
     history: list = field(default_factory=list)
+    resume: Path | None = None  # checkpoint to resume from (validated before anything was built)
+    resume_info: dict = field(default_factory=dict)  # its run record: config + merge log
 
 
 def get_tokenizer(cfg: TrainConfig):
@@ -215,10 +218,9 @@ def train_manual(setup: Setup) -> dict:
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, setup.total_steps)
     start = 0
-    resume = _resume_dir(cfg)
-    if resume is not None:
-        start = int(load_checkpoint(resume, model, opt, sched)["global_step"])
-        setup.hook.restore(start)
+    if setup.resume is not None:
+        start = int(load_checkpoint(setup.resume, model, opt, sched)["global_step"])
+        setup.hook.restore(start, setup.resume_info.get("merges"))
     windows = update_windows(setup)
     params = [p for p in model.parameters() if p.requires_grad]
     times = []
@@ -249,7 +251,8 @@ def train_manual(setup: Setup) -> dict:
         times.append(time.perf_counter() - t0)
         record_step(setup, step, step / _updates_per_epoch(setup), loss_sum, lr, merge)
         if cfg.save_steps > 0 and step % cfg.save_steps == 0 and step < setup.total_steps:
-            save_checkpoint(Path(cfg.output_dir) / f"checkpoint-{step}", model, opt, sched, step, _everything(cfg))
+            save_checkpoint(Path(cfg.output_dir) / f"checkpoint-{step}", model, opt, sched, step, _everything(cfg),
+                            run_info={"config": config_to_dict(cfg), "merges": setup.hook.events})
         _maybe_eval(setup, step)
     return {"step_times": times}
 
@@ -309,7 +312,7 @@ def summarize(setup: Setup, times: list[float], wall: float) -> dict:
 
 def _reset_logs(setup: Setup) -> None:
     """A fresh run starts empty logs; a resumed one keeps the rows up to the checkpoint's step."""
-    resume = _resume_dir(setup.cfg)
+    resume = setup.resume
     keep = int(resume.name.split("-")[-1]) if resume is not None else 0
     rows = [r for r in setup.run.read_metrics() if keep and "loss" in r and r.get("step", 0) <= keep]
     for name in ("metrics.jsonl", "loss_log.csv"):
@@ -320,8 +323,15 @@ def _reset_logs(setup: Setup) -> None:
 
 
 def run_training(cfg: TrainConfig, base=None, tokenizer=None, export: bool = True, evaluate: bool = True) -> dict:
-    """Train per ``cfg``, write the run directory, evaluate; returns the summary (also in summary.json)."""
+    """Train per ``cfg``, write the run directory, evaluate; returns the summary (also in summary.json).
+
+    Bad output paths and bad or mismatched checkpoints fail here, before data or models are loaded.
+    """
+    check_output_dir(cfg.output_dir)
+    resume = _resume_dir(cfg)
+    info = validate_checkpoint(resume, config_to_dict(cfg)) if resume is not None else {}
     setup = prepare(cfg, base, tokenizer)
+    setup.resume, setup.resume_info = resume, info
     _reset_logs(setup)
     setup.run.write_config(config_to_dict(cfg))
     setup.run.write_meta(seed=cfg.seed)

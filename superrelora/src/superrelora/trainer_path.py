@@ -17,7 +17,8 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from shared_utils.errors import NonFiniteLossError
-from superrelora.checkpoint import load_state, save_state
+from superrelora.checkpoint import load_state, save_state, write_run_info
+from superrelora.config import config_to_dict
 
 
 class SuperReLoRACallback(TrainerCallback):
@@ -51,7 +52,9 @@ class SuperReLoRACallback(TrainerCallback):
     def on_save(self, args, state, control, model=None, **kwargs):
         from superrelora.train import _everything
 
-        save_state(model, Path(args.output_dir) / f"checkpoint-{state.global_step}", _everything(self.setup.cfg))
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        save_state(model, ckpt, _everything(self.setup.cfg))
+        write_run_info(ckpt, state.global_step, config_to_dict(self.setup.cfg), self.setup.hook.events)  # last
 
 
 class SuperReLoRATrainer(Trainer):
@@ -79,7 +82,7 @@ def training_arguments(setup) -> TrainingArguments:
 
 
 def train_with_trainer(setup) -> dict:
-    from superrelora.train import _resume_dir, build_optimizer, build_scheduler
+    from superrelora.train import build_optimizer, build_scheduler
 
     cfg = setup.cfg
     opt = build_optimizer(setup.model, cfg)
@@ -87,10 +90,10 @@ def train_with_trainer(setup) -> dict:
     callback = SuperReLoRACallback(setup)
     trainer = SuperReLoRATrainer(model=setup.model, args=training_arguments(setup), train_dataset=setup.train_rows,
                                  data_collator=setup.collator, optimizers=(opt, sched), callbacks=[callback])
-    resume = _resume_dir(cfg)
+    resume = setup.resume
     if resume is not None:
         load_state(setup.model, resume)  # merge-modified base weights first; Trainer reloads adapter/optim/rng
-        setup.hook.restore(int(resume.name.split("-")[-1]))
+        setup.hook.restore(int(resume.name.split("-")[-1]), setup.resume_info.get("merges"))
     trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     times = callback.times
     return {"step_times": times, "trainer_metrics": trainer.state.log_history[-1] if trainer.state.log_history else {},
