@@ -4,7 +4,7 @@ PROJECTS := high_to_low superrelora llm_trm hier_bd3lm llm_streamline
 PYTHON ?= python3
 SHARED_PY := shared_utils/.venv/bin/python
 
-.PHONY: setup demo test-all test-root test-bad-inputs test-gpu table lint clean $(PROJECTS)
+.PHONY: setup demo test-all test-root test-bad-inputs test-gpu gpu-check bench table lint clean $(PROJECTS)
 
 # Create every environment (shared_utils' own, then one per project). Idempotent: seconds when nothing changed.
 setup:
@@ -33,6 +33,12 @@ test-bad-inputs:
 
 test-gpu:
 	@for p in $(PROJECTS); do $(MAKE) -C $$p test-gpu; done
+
+# One performance table: matmul peaks, then every project's `make bench` (each <= 4 min), merged into
+# results/bench.json + .md and BENCHMARKS.md (<= 20 min on 2 cores). BENCH_ARGS="--merge-only" re-merges only.
+bench:
+	$(MAKE) -C shared_utils setup
+	$(SHARED_PY) tools/bench.py $(BENCH_ARGS)
 
 table:
 	@for p in $(PROJECTS); do $(MAKE) -C $$p table || exit 1; done
