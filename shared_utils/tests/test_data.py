@@ -77,3 +77,19 @@ def test_embedded_corpus_is_prose_deterministic_and_split():
     assert load_text_corpus("embedded", "test")[:5] == valid[:5]
     with pytest.raises(UserError):
         embedded_corpus("dev")
+
+
+def test_split_text_corpus_disjoint_deterministic():
+    from shared_utils.data import split_text_corpus
+
+    rows = [f"row {i}" for i in range(100)]
+    tr, va = split_text_corpus(rows, 0.2, seed=1)
+    assert len(va) == 20 and len(tr) == 80 and not set(tr) & set(va) and sorted(tr + va) == sorted(rows)
+    assert split_text_corpus(rows, 0.2, seed=1) == (tr, va) and split_text_corpus(rows, 0.2, seed=2) != (tr, va)
+    assert [r for r in rows if r in set(tr)] == tr  # order kept
+    tr2, va2 = split_text_corpus("a\n\nb\nc\n", 0.5)
+    assert sorted(tr2 + va2) == ["a", "b", "c"] and len(va2) >= 1
+    with pytest.raises(UserError):
+        split_text_corpus([], 0.1)
+    with pytest.raises(UserError):
+        split_text_corpus(rows, 1.5)

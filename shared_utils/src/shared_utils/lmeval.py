@@ -13,7 +13,7 @@ import csv
 import json
 import re
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from shared_utils.errors import UserError
 from shared_utils.hub import require_hub
@@ -180,8 +180,19 @@ def _summarise(raw: dict, names: dict[str, str]) -> dict:
     return out
 
 
+def _sample_row(s: dict) -> dict:
+    """The per-sample fields a results table needs (lm-eval's --log_samples record, trimmed)."""
+    row = {"doc_id": s.get("doc_id"), "target": s.get("target")}
+    for key in ("acc", "acc_norm"):
+        if key in s:
+            row[key] = float(s[key])
+    if "filtered_resps" in s:
+        row["filtered_resps"] = s["filtered_resps"]
+    return row
+
+
 def run_lm_eval(
-    model_dir: str | Path,
+    model_dir: Any,
     tasks: Iterable[str],
     data_dir: str | Path | None = None,
     limit: int | None = None,
@@ -190,16 +201,24 @@ def run_lm_eval(
     dtype: str = "float32",
     output_path: str | Path | None = None,
     work_dir: str | Path | None = None,
+    tokenizer: Any = None,
+    log_samples: bool = False,
+    samples_dir: str | Path | None = None,
 ) -> dict:
-    """Zero-shot lm-eval on ``model_dir``; returns ``{task: {"acc": .., "acc_norm": .., "n": ..}}``.
+    """Zero-shot lm-eval; returns ``{task: {"acc": .., "acc_norm": .., "n": .., ["samples": [...]]}}``.
 
     Args:
-        model_dir: a saved Hugging Face model directory (with tokenizer) or a Hub id (online).
+        model_dir: a saved Hugging Face model directory (with tokenizer), a Hub id (online), or an in-memory
+            ``PreTrainedModel`` (then ``tokenizer`` is required; nothing is written to disk).
         tasks: standard lm-eval names (arc_easy, arc_challenge, boolq, hellaswag, openbookqa, rte, winogrande, piqa).
         data_dir: local copies laid out like ../shared/data; ``None`` uses lm-eval's Hub datasets (online only).
         limit: score only the first ``limit`` examples of each task.
         output_path: if given, the lm-eval results JSON (without per-sample logs) is written there.
         work_dir: where converted local tasks go (default: next to ``output_path`` or a temp dir).
+        tokenizer: the tokenizer of an in-memory model.
+        log_samples: add ``"samples"`` to each task's row: one ``{"doc_id", "target", "acc"[, "acc_norm"]}`` per
+            example, sorted by ``doc_id`` (per-example correctness for bootstrap intervals and paired comparisons).
+        samples_dir: if given (implies ``log_samples``), also write ``samples_<task>.jsonl`` there.
     """
     import tempfile
 
@@ -209,6 +228,7 @@ def run_lm_eval(
     except ImportError as exc:
         raise UserError("lm-eval is not installed: pip install 'lm-eval>=0.4.8' (make setup installs it)") from exc
     tasks = list(tasks)
+    log_samples = log_samples or samples_dir is not None
     if data_dir is None:
         for task in tasks:
             require_hub(task, "dataset", alternative="--eval_data_dir pointing at local task copies (../shared/data)")
@@ -220,23 +240,36 @@ def run_lm_eval(
         include = write_local_tasks(tasks, data_dir, work_dir, limit=limit)
         names = {f"local_{t}": t for t in tasks}
         manager = TaskManager(include_path=str(include))
-    raw = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=f"pretrained={model_dir},dtype={dtype}",
-        tasks=list(names),
-        task_manager=manager,
-        limit=limit if data_dir is None else None,
-        batch_size=batch_size,
-        device=device,
-        log_samples=False,
-    )
+    common = dict(tasks=list(names), task_manager=manager, limit=limit if data_dir is None else None,
+                  log_samples=log_samples)
+    if isinstance(model_dir, (str, Path)):
+        raw = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype={dtype}",
+                                      batch_size=batch_size, device=device, **common)
+    else:
+        if tokenizer is None:
+            raise UserError("run_lm_eval on an in-memory model needs its tokenizer (tokenizer=...)")
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=model_dir, tokenizer=tokenizer, batch_size=batch_size, device=device)
+        raw = lm_eval.simple_evaluate(model=lm, **common)
     if raw is None:  # non-zero ranks in distributed runs
         return {}
     summary = _summarise(raw, names)
+    if log_samples:
+        for lm_name, task in names.items():
+            rows = sorted((_sample_row(s) for s in raw.get("samples", {}).get(lm_name, [])),
+                          key=lambda r: r["doc_id"])
+            summary[task]["samples"] = rows
+            summary[task].setdefault("n", len(rows))
+            if samples_dir is not None:
+                from shared_utils.runs import atomic_write_text
+
+                text = "".join(json.dumps(r, default=float) + "\n" for r in rows)
+                atomic_write_text(Path(samples_dir) / f"samples_{task}.jsonl", text)
     if output_path:
         from shared_utils.runs import atomic_write_json
 
         keep = {k: raw[k] for k in ("results", "versions", "n-shot", "n-samples", "config") if k in raw}
-        keep["summary"] = summary
+        keep["summary"] = {t: {k: v for k, v in row.items() if k != "samples"} for t, row in summary.items()}
         atomic_write_json(output_path, keep)
     return summary

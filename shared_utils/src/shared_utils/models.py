@@ -31,6 +31,13 @@ OFFLINE_MODEL_HINT = (
 )
 
 
+def offline_model_hint(flag: str = "--model_name") -> str:
+    """What to use offline, spelled with the caller's own flag: ``--model``, ``--model_name`` or a Hydra-style
+    key ending in ``=`` (``data.tokenizer=``)."""
+    sep = "" if flag.endswith("=") else " "
+    return f"{flag}{sep}{EMBEDDED_NAME} (embedded SmolLM2-135M-Instruct) or a local model directory"
+
+
 def cache_root() -> Path:
     """Where dequantized copies and derived data live: $SHARED_UTILS_CACHE, else ~/.cache/llm-workspace."""
     env = os.environ.get("SHARED_UTILS_CACHE")
@@ -136,13 +143,14 @@ def _build_embedded_dir(gguf: Path, target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def resolve_model_path(name_or_path: str) -> str:
+def resolve_model_path(name_or_path: str, flag: str = "--model_name") -> str:
     """Map a model name to something ``from_pretrained`` can open, failing early with one clear line.
 
     - ``smollm2-135m`` (and aliases): the embedded SmolLM2 directory (built on first use);
     - an existing directory: used as is (must contain config.json);
     - anything path-like that does not exist: an error;
-    - otherwise a Hub id, refused at once when offline (unless already in the HF cache).
+    - otherwise a Hub id, refused at once when offline (unless already in the HF cache); the refusal names
+      the offline alternative with ``flag``, the caller's own option name.
     """
     name = str(name_or_path)
     if is_embedded(name):
@@ -154,21 +162,53 @@ def resolve_model_path(name_or_path: str) -> str:
         return str(path)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise UserError(f"model path {name} does not exist (or is not a directory)")
-    require_hub(name, "model", alternative=OFFLINE_MODEL_HINT, cache_file="config.json")
+    require_hub(name, "model", alternative=offline_model_hint(flag), cache_file="config.json")
     return name
 
 
-def load_tokenizer(name_or_path: str, **kwargs):
-    """AutoTokenizer for a Hub id, a local dir or the embedded default; pad token falls back to eos."""
+def embedded_tokenizer_dir(name: str = EMBEDDED_NAME) -> Path:
+    """A directory with only the embedded model's tokenizer: the full model directory when it is already built,
+    otherwise a tokenizer-only copy read from the GGUF metadata (no weights are dequantized)."""
+    if not is_embedded(name):
+        raise UserError(f"unknown embedded model '{name}' (known: {', '.join(sorted(EMBEDDED_ALIASES))})")
+    gguf = find_smollm2_gguf()
+    fp = _gguf_fingerprint(gguf)
+    full = cache_root() / f"smollm2-135m-instruct-{fp}"
+    if (full / ".complete").exists():
+        return full
+    target = cache_root() / f"smollm2-135m-instruct-{fp}-tokenizer"
+    if (target / ".complete").exists():
+        return target
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), **kwargs)
+    from shared_utils.runs import atomic_dir
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with atomic_dir(target) as tmp:
+        tok.save_pretrained(tmp)
+        (tmp / ".complete").write_text("ok\n")
+    return target
+
+
+def load_tokenizer(name_or_path: str, tokenizer_only: bool = True, flag: str = "--model_name", **kwargs):
+    """AutoTokenizer for a Hub id, a local dir or the embedded default; pad token falls back to eos.
+
+    For the embedded model the tokenizer is read without building the dequantized weights (seconds instead of
+    ~20 s on first use) unless ``tokenizer_only=False``.
+    """
+    from transformers import AutoTokenizer
+
+    if tokenizer_only and is_embedded(str(name_or_path)):
+        path = str(embedded_tokenizer_dir(str(name_or_path)))
+    else:
+        path = resolve_model_path(name_or_path, flag=flag)
+    tok = AutoTokenizer.from_pretrained(path, **kwargs)
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_causal_lm(name_or_path: str, dtype: Any = None, device: Any = None, **kwargs):
+def load_causal_lm(name_or_path: str, dtype: Any = None, device: Any = None, flag: str = "--model_name", **kwargs):
     """AutoModelForCausalLM for a Hub id, a local dir or the embedded default (fp32 unless ``dtype``).
 
     Args:
@@ -180,7 +220,8 @@ def load_causal_lm(name_or_path: str, dtype: Any = None, device: Any = None, **k
     from transformers import AutoModelForCausalLM
 
     torch_dtype = pick_dtype(device or "cpu", dtype) if isinstance(dtype, (str, type(None))) else dtype
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), dtype=torch_dtype, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path, flag=flag), dtype=torch_dtype,
+                                                 **kwargs)
     if device is not None and "device_map" not in kwargs:
         model = model.to(device)
     return model

@@ -45,6 +45,122 @@ def seed_everything(seed: int, deterministic: bool = False, rank: int = 0) -> in
     return s
 
 
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads (and OMP/MKL env for child processes); ``None`` or 0: all cores.
+
+    On a loaded 2-core machine one thread per process is often faster than two that fight each other; tables
+    that run several jobs at once set 1. Returns the number now in use.
+    """
+    import torch
+
+    n = int(n or os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def check_output_path(path: str | Path, flag: str = "--output_dir", kind: str = "dir") -> Path:
+    """Refuse (UserError, one line) an output location that cannot be created: an existing file where a directory
+    is wanted (``kind="dir"``), an existing directory where a file is wanted (``kind="file"``), or a path below
+    an existing file. Call it before any expensive work. Returns the path."""
+    from shared_utils.errors import UserError
+
+    path = Path(path).expanduser()
+    if kind not in ("dir", "file"):
+        raise ValueError(f"kind must be 'dir' or 'file', got {kind!r}")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is an existing file, not a directory")
+    if kind == "file" and path.is_dir():
+        raise UserError(f"{flag} {path} is an existing directory, not a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, so nothing can be written below it")
+            if not os.access(parent, os.W_OK):
+                raise UserError(f"{flag} {path}: {parent} is not writable")
+            break
+    return path
+
+
+def check_resume_config(saved: dict, new: dict, keys: Iterable[str] | None = None, what: str = "checkpoint") -> None:
+    """Refuse a resume whose settings differ from the checkpoint's saved config.
+
+    Compares ``keys`` (default: every key present in either dict; dotted keys reach into nested dicts) and raises
+    one UserError naming each differing key with both values, so the run never continues under silently changed
+    settings.
+    """
+    from shared_utils.errors import UserError
+
+    missing = object()
+
+    def get(d: dict, key: str):
+        cur: Any = d
+        for part in key.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                return missing
+            cur = cur[part]
+        return cur
+
+    names = list(keys) if keys is not None else sorted(set(saved) | set(new))
+    diffs = []
+    for k in names:
+        a, b = get(saved, k), get(new, k)
+        if a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            show = lambda v: "<absent>" if v is missing else repr(v)  # noqa: E731
+            diffs.append(f"{k}: {what} has {show(a)}, this run has {show(b)}")
+    if diffs:
+        raise UserError(f"cannot resume: settings differ from the {what}'s config ({'; '.join(diffs)}); "
+                        f"use the same settings or a new output directory")
+
+
+def load_json_file(path: str | Path, what: str = "JSON file") -> Any:
+    """Read JSON, turning a missing, unreadable or malformed file into one UserError line."""
+    from shared_utils.errors import UserError
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory, not a file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
+def load_torch_file(path: str | Path, what: str = "checkpoint", map_location: Any = "cpu",
+                    weights_only: bool = True) -> Any:
+    """``torch.load`` (or safetensors for ``.safetensors``) that reports a missing, truncated or corrupt file as
+    one UserError line instead of an unpickling traceback."""
+    from shared_utils.errors import UserError
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory, not a file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device=str(map_location))
+        import torch
+
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # unpickling / zip / safetensors header errors all mean a corrupt file
+        msg = " ".join(str(exc).split())[:160]
+        raise UserError(f"{what} {path} is corrupt or truncated ({type(exc).__name__}: {msg})") from None
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -184,9 +300,13 @@ def run_meta(seed: int | None = None, extra: dict | None = None) -> dict:
 class RunDir:
     """A self-describing run directory: config.json, meta.json, metrics.jsonl (+ whatever the run adds)."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, fresh: bool = False):
+        """``fresh=True`` starts a new run in an existing directory: the old metrics.jsonl is removed (a resumed
+        run keeps it and appends)."""
+        self.path = check_output_path(path, "run directory")
         self.path.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            self.metrics_path.unlink(missing_ok=True)
 
     @property
     def metrics_path(self) -> Path:
