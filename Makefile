@@ -24,7 +24,7 @@ test-all:
 # envs, so it is its own target (and its own step of test-all, after the projects).
 test-root:
 	$(MAKE) -C shared_utils setup
-	$(SHARED_PY) -m pytest tests -q --ignore=tests/test_bad_inputs.py
+	$(SHARED_PY) -m pytest tests -q -m "not gpu and not slow" --ignore=tests/test_bad_inputs.py
 
 # Bad-input corpus: every case of tests/bad_inputs/cases_<project>.py must exit non-zero with one clear line.
 test-bad-inputs:
@@ -33,6 +33,12 @@ test-bad-inputs:
 
 test-gpu:
 	@for p in $(PROJECTS); do $(MAKE) -C $$p test-gpu; done
+
+# On a CUDA machine (<= 5 min on one H200): every project's gpu tier, one bf16 train step + eval with MFU per
+# project (its gpu_check.py), hier_bd3lm plans (vLLM or HF), accelerate / DeepSpeed launches -> results/gpu_check.*
+# Without CUDA: one line, exit 2. GPU_CHECK_ARGS="--dry-run" runs the plan on CPU (tiny models).
+gpu-check:
+	@$(PYTHON) tools/gpu_check.py $(GPU_CHECK_ARGS)
 
 # One performance table: matmul peaks, then every project's `make bench` (each <= 4 min), merged into
 # results/bench.json + .md and BENCHMARKS.md (<= 20 min on 2 cores). BENCH_ARGS="--merge-only" re-merges only.
