@@ -4,7 +4,7 @@ PROJECTS := high_to_low superrelora llm_trm hier_bd3lm llm_streamline
 PYTHON ?= python3
 SHARED_PY := shared_utils/.venv/bin/python
 
-.PHONY: setup demo test-all test-root test-bad-inputs test-gpu gpu-check bench table lint clean $(PROJECTS)
+.PHONY: help setup demo test-all test-root test-bad-inputs test-gpu gpu-check bench table lint clean $(PROJECTS)
 
 # Create every environment (shared_utils' own, then one per project). Idempotent: seconds when nothing changed.
 setup:
@@ -53,6 +53,18 @@ lint:
 	$(MAKE) -C shared_utils setup
 	$(SHARED_PY) -m pip install -q "ruff>=0.5" 2>/dev/null | grep -v "is ignored" || true
 	$(SHARED_PY) -m ruff check .
+
+help:
+	@echo "make demo             every project's smoke pipeline (CPU, offline), one table"
+	@echo "make test-all         every default test tier + the bad-input corpus; N passed, N failed (what CI runs)"
+	@echo "make setup            all environments (idempotent)"
+	@echo "make test-root        workspace conformance and tools tests"
+	@echo "make test-bad-inputs  the bad-input corpus (tests/bad_inputs/cases_<project>.py)"
+	@echo "make test-gpu         every project's gpu test tier"
+	@echo "make gpu-check        on CUDA: gpu tiers, bf16 train step + eval + MFU per project, launches -> results/gpu_check.*"
+	@echo "make bench            matmul peaks + every project's benchmark -> results/bench.*, BENCHMARKS.md"
+	@echo "make table            every project's results table (long)"
+	@echo "make lint             ruff over the workspace"
 
 clean:
 	rm -rf .reports
