@@ -22,15 +22,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workspace import PROJECTS  # noqa: E402  (tools/ is not a package)
+from workspace import PROJECTS, run_group  # noqa: E402  (tools/ is not a package)
 
 BEYOND = "beyond limit"
 METRICS = ("ratio", "limit", "mfu")
@@ -198,17 +196,6 @@ def measure_peaks(threads: int = 1) -> dict:
             "note": f"n=1024, best of 5 after 1 warm-up, {threads} torch thread(s), torch {torch.__version__}"}
 
 
-def run_group(cmd: list[str], timeout: float, **kw) -> int | None:
-    """Run ``cmd`` in its own process group; on timeout kill the whole group (make's children too), return None."""
-    proc = subprocess.Popen(cmd, cwd=kw.pop("cwd", ROOT), stderr=subprocess.STDOUT, start_new_session=True, **kw)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return None
-
-
 def run_project(project: str, timeout: float, log_dir: Path) -> dict:
     """`make -C <project> bench` with a timeout; its bench.json must be newer than the start of the run."""
     log = log_dir / f"{project}.log"
@@ -218,8 +205,7 @@ def run_project(project: str, timeout: float, log_dir: Path) -> dict:
     t0 = time.time()
     print(f"\n===== {project}: make bench (timeout {timeout:.0f} s, log {log.relative_to(ROOT)}) =====", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), HF_HUB_OFFLINE="1")
-    with log.open("w") as fh:
-        rc = run_group(["make", "--no-print-directory", "-C", project, "bench"], timeout, stdout=fh, env=env)
+    rc = run_group(["make", "--no-print-directory", "-C", project, "bench"], ROOT, timeout, log, env)
     secs = time.time() - t0
     data, reason = read_project_bench(project, ROOT / project / "results" / "bench.json", not_before=t0)
     if rc is None:

@@ -27,18 +27,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workspace import PROJECTS  # noqa: E402  (tools/ is not a package)
+from workspace import PROJECTS, junit_counts, run_group  # noqa: E402  (tools/ is not a package)
 
 H200_PEAK_TFLOPS = 989.0
 PEAK_SOURCE = "H200 bf16 dense 989 TFLOP/s (NVIDIA spec)"
@@ -200,35 +198,9 @@ def survey(projects: list[str], python: str | None, run_probe: bool) -> dict:
     return installed
 
 
-def run_group(cmd: list[str], cwd: Path, timeout: float, log: Path, env: dict) -> int | None:
-    """Run ``cmd`` in its own process group, output to ``log``; on timeout kill the whole group, return None."""
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return None
-
-
 def _last_line(log: Path) -> str:
     lines = [x.strip() for x in log.read_text(errors="replace").splitlines() if x.strip()] if log.exists() else []
     return lines[-1][:300] if lines else ""
-
-
-def junit_detail(path: Path) -> tuple[dict | None, str]:
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
-        return None, ""
-    c = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for s in [root] if root.tag == "testsuite" else list(root.iter("testsuite")):
-        for k in c:
-            c[k] += int(s.get(k, 0))
-    passed = c["tests"] - c["failures"] - c["errors"] - c["skipped"]
-    return c, f"{passed} passed, {c['failures'] + c['errors']} failed, {c['skipped']} skipped"
 
 
 def judge(item: Item, rc: int | None, log: Path) -> dict:
@@ -248,12 +220,12 @@ def judge(item: Item, rc: int | None, log: Path) -> dict:
                                   + ("" if s.get("ok") else f" ({str(s.get('detail', ''))[:160]})") for s in subs)
         res["report"] = report
     elif item.kind == "test_gpu":
-        counts, text = junit_detail(Path(item.out))
+        counts = junit_counts(Path(item.out))
         if rc == 5:  # pytest: no tests collected
             res.update(status="pass", detail="no tests marked gpu")
         elif counts is not None:
-            res["detail"] = text
-            if counts["tests"] and counts["skipped"] == counts["tests"]:
+            res["detail"] = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+            if counts["skipped"] and not counts["passed"] and not counts["failed"]:
                 res["detail"] += " (every gpu test skipped itself)"
     if res["status"] == "fail" and rc not in (0, None):
         res["detail"] = f"exit {rc}: {res['detail']}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,7 +39,21 @@ def _run(cmd: list[str], env: dict | None = None, log: Path | None = None) -> in
         return proc.wait()
 
 
-def _junit_counts(path: Path) -> dict | None:
+def run_group(cmd: list[str], cwd: Path, timeout: float, log: Path, env: dict | None = None) -> int | None:
+    """Run ``cmd`` in its own process group with its output in ``log``; on timeout kill the whole group (make's
+    children too) and return None. Used by tools/gpu_check.py and tools/bench.py."""
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return None
+
+
+def junit_counts(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
@@ -69,7 +84,7 @@ def test_all() -> int:
         t0 = time.time()
         cmd = ["make", "--no-print-directory", "-C", where, target]
         rc = _run(cmd, env=env, log=REPORTS / f"{name}.log")
-        counts = _junit_counts(xml)
+        counts = junit_counts(xml)
         if counts is None:  # setup failed or pytest never ran: count the step as one failure
             counts = {"passed": 0, "failed": 1, "skipped": 0, "note": f"did not run tests (see .reports/{name}.log)"}
         elif rc != 0 and counts["failed"] == 0:
