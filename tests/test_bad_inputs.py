@@ -5,8 +5,9 @@
 `make test-all` runs this file as its own step after the projects (their environments must exist); `make
 test-root` leaves it out. The case format is in tests/bad_inputs/__init__.py. A case passes when the command exits
 non-zero, prints no traceback, and its stderr names the problem (`expect`, case-insensitive). Cases of a project
-whose .venv is missing are skipped. The selected cases run in a pool of BAD_INPUTS_WORKERS (default 2) processes;
-each test waits for its own case.
+whose .venv is missing are skipped. The selected cases run in a pool of BAD_INPUTS_WORKERS (default 2) processes,
+each with a BAD_INPUTS_TIMEOUT (default 60 s); each test waits for its own case; a case slower than 20 s is
+reported as a warning.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +26,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = Path(os.environ.get("BAD_INPUTS_DIR", Path(__file__).resolve().parent / "bad_inputs"))
-TIMEOUT_S = 60
+TIMEOUT_S = float(os.environ.get("BAD_INPUTS_TIMEOUT", "60"))
+SLOW_S = 20  # a case slower than this is reported as a warning (it probably loads torch/transformers first)
 MIN_TOTAL, MIN_PER_PROJECT = 40, 8
 CASE_KEYS = {"id", "cwd", "argv", "expect", "setup", "env"}
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -192,6 +195,9 @@ def test_bad_input(key, outcomes):
     if not _venv_python(project).exists():
         pytest.skip(f"{project}/.venv missing (make -C {project} setup)")
     out = outcomes[key].result()
+    if out["seconds"] > SLOW_S:
+        warnings.warn(f"bad-input case {key} took {out['seconds']:.0f} s (load average {os.getloadavg()[0]:.1f}): "
+                      "check the input before importing torch/transformers or loading a model", stacklevel=1)
     problems = outcome_problems(case, out["rc"], out["stderr"])
     tail = "\n".join(out["stderr"].strip().splitlines()[-15:])
     assert not problems, (f"{key}: {'; '.join(problems)}\n  cwd: {case['cwd']}\n  $ {out['cmd']}\n  rc={out['rc']} "
