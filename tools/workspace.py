@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Workspace driver behind the root Makefile (stdlib only, runs with any python3 >= 3.10).
 
-    python3 tools/workspace.py test-all   # every project's default tier, one pytest per env; summary lines
+    python3 tools/workspace.py test-all   # every default tier, one pytest per env, then the bad-input corpus
     python3 tools/workspace.py demo       # every project's `make smoke`, then one combined table
 
 test-all keeps going after a failure, prints one summary line per project and a final
