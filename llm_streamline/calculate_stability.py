@@ -8,10 +8,11 @@ dataset) or a folder of lm-eval ``samples_<task>*.jsonl`` files (e.g. runs/table
 """
 
 import argparse
-import json
+from pathlib import Path
 
 from llm_streamline.stability import directory_stability
-from shared_utils.errors import cli_main
+from shared_utils.errors import UserError, cli_main
+from shared_utils.runs import atomic_write_json
 
 
 @cli_main
@@ -22,12 +23,13 @@ def main(argv=None):
     p.add_argument("--reference_compat", action="store_true", help="the original code's first-M-weights sum")
     p.add_argument("--json", default=None, help="also write the values to this JSON file")
     a = p.parse_args(argv)
+    if a.json and (Path(a.json).is_dir() or not Path(a.json).parent.is_dir()):
+        raise UserError(f"--json {a.json} is a directory or its folder does not exist")
     result = directory_stability(a.orig_dir, a.pruned_dir, a.reference_compat)
     for name, value in result.items():
         print(f"{name}: {value:.4f}")
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(result, fh, indent=2)
+        atomic_write_json(a.json, result)
     return result
 
 

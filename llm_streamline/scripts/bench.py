@@ -1,15 +1,25 @@
-"""Benchmark: forward tokens/s of the pruned vs the original model (one run, interleaved), and peak memory of
-hidden-state collection (RAM store vs memory-mapped disk store) against the data size.
+"""Benchmark: speed-up of the pruned model against its FLOP ceiling, and MFU of both training steps.
 
-    python scripts/bench.py --model_name smollm2-135m --layer_intervals 8 --out results/bench
+    python scripts/bench.py --out results/bench            # = make bench (SmolLM2-135M, n = 8, block 10..18)
 
-Speed: the goal is >= 0.95 of the ideal speed-up L / (L - n) (layers are the only thing removed; embeddings
-and lm_head stay). Memory: each collection runs in a fresh subprocess so ru_maxrss is its own peak.
+Speed: the original (L layers) and the pruned model (L - n layers, one lightweight layer in the block's slot) and
+the part both share (embedding, final norm, lm_head) are timed in interleaved rounds (order rotating) after
+warm-up rounds, at two shapes: batch 1 decode (one new token on a 128-token KV cache) and batch 4 x 128 prefill.
+The judged figure is speed-up / FLOP ceiling (``llm_streamline.flops``: F(L) / F(L - n), which counts the
+lm_head that L / (L - n) leaves out). Beside it: the ceiling from the measured cost, fixed + per-layer
+(t_fixed + (L - n) / L * (t_full - t_fixed)), per round. A ratio whose whole interval lies above 1 (faster than
+the FLOPs allow) is flagged and makes the script exit 1: it points at the measurement, not at the model.
+MFU: one MSE-loss step (the lightweight layer on stored hidden states) and one LLM-loss step (the whole pruned
+model, only the lightweight layer trained), through the project's own step functions, as model FLOPs / median
+step time / this machine's fp32 matmul rate measured in the same run. Every timing sample is stored.
+Memory of the hidden-state stores (RAM vs memmap) is measured with ``--mem_sizes 8 32`` (subprocesses; off in
+``make bench``).
 """
+
+from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -19,38 +29,135 @@ from pathlib import Path
 
 import torch
 
-from shared_utils.errors import cli_main
-from shared_utils.runs import atomic_write_json, atomic_write_text
+from shared_utils import bench, stats
+from shared_utils.errors import UserError, cli_main
+from shared_utils.runs import atomic_write_json
+
+PROJECT = "llm_streamline"
 
 
-def tokens_per_s(model, ids, reps: int) -> list[float]:
-    out = []
+def shared_part(model):
+    """Embedding, final norm and lm_head: what the original and the pruned model both run."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model.model
+    norm = getattr(base, "norm", None) or base.decoder.final_layer_norm
+
+    def run(ids):
+        with torch.no_grad():
+            return model.get_output_embeddings()(norm(model.get_input_embeddings()(ids)))
+    return run
+
+
+def prefill_fns(models: dict, batch: int, seq_len: int, vocab: int) -> dict:
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(0))
+    fns = {}
+    for name, m in models.items():
+        fns[name] = (lambda m=m: _forward(m, ids))
+    fixed = shared_part(models["original"])
+    fns["shared"] = lambda: fixed(ids)
+    return fns
+
+
+def _forward(model, ids, **kw):
     with torch.no_grad():
-        for _ in range(reps):
-            t = time.perf_counter()
-            model(input_ids=ids, use_cache=False)
-            out.append(ids.numel() / (time.perf_counter() - t))
+        return model(input_ids=ids, use_cache=False, **kw)
+
+
+def decode_fns(models: dict, context: int, vocab: int) -> dict:
+    """One new token on a ``context``-token KV cache; the cache is cropped back after every call."""
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(0, vocab, (1, context), generator=g)
+    tok = torch.randint(0, vocab, (1, 1), generator=g)
+    fns = {}
+    for name, m in models.items():
+        with torch.no_grad():
+            cache = m(input_ids=prompt, use_cache=True).past_key_values
+
+        def step(m=m, cache=cache):
+            with torch.no_grad():
+                m(input_ids=tok, past_key_values=cache, use_cache=True)
+            cache.crop(-1)  # drop the new token again: every call sees the same context
+        fns[name] = step
+    fixed = shared_part(models["original"])
+    fns["shared"] = lambda: fixed(tok)
+    return fns
+
+
+def speed_row(table, setting: str, samples: dict, flop_ceiling: float, n_layers: int, n: int, limit: float) -> bool:
+    """Add one speed row; returns True when the ratio is beyond its limit (flagged)."""
+    speedup = bench.ratio_ci(samples["original"], samples["pruned"])
+    ratio = stats.metric_value(speedup["mean"] / flop_ceiling, [c / flop_ceiling for c in speedup["ci95"]],
+                               speedup["n"], seeds=1, unit="repeat (speed-up / FLOP ceiling)")
+    keep = (n_layers - n) / n_layers
+    measured = [t / (f + keep * (t - f)) for t, f in zip(samples["original"], samples["shared"])]
+    beyond = bench.beyond_limit(ratio, limit)
+    method = f"{PROJECT}: {setting}"
+    fields = {"flop_ceiling": flop_ceiling, "layer_ceiling": n_layers / (n_layers - n),
+              "samples_s": {k: [float(x) for x in v] for k, v in samples.items()}}
+    if beyond:
+        fields["flag"] = "beyond limit"
+    table.add(method, "ratio", ratio, **fields)
+    table.add(method, "limit", stats.metric_value(limit))
+    table.add(method, "speedup", speedup)
+    m = bench.median_ci(measured)
+    m.pop("samples")
+    table.add(method, "measured_ceiling", {**m, "unit": "repeat (median of per-round fixed + per-layer ceiling)"})
+    print(f"[bench] {setting}: speed-up {speedup['mean']:.3f} {speedup['ci95']}, FLOP ceiling {flop_ceiling:.3f}, "
+          f"measured ceiling {m['mean']:.3f} {m['ci95']}, L/(L-n) {n_layers / (n_layers - n):.3f}"
+          + (" -- BEYOND LIMIT" if beyond else ""), flush=True)
+    return beyond
+
+
+def mfu_row(table, setting: str, samples: list[float], flops: float, peak: float) -> None:
+    m = bench.median_ci([flops / s / peak for s in samples])
+    t = bench.median_ci(samples)
+    table.add(f"{PROJECT}: {setting}", "mfu", {**{k: v for k, v in m.items() if k != "samples"},
+                                               "unit": "repeat (median)"},
+              step_flops=flops, peak_flops=peak, step_seconds_median=t["mean"], samples_s=t["samples"])
+    print(f"[bench] {setting}: {flops / 1e9:.2f} GFLOP, median {t['mean']:.3f} s, MFU {m['mean']:.3f} "
+          f"{[round(c, 3) for c in m['ci95']]} of {peak / 1e9:.1f} GFLOP/s", flush=True)
+
+
+def training_steps(a, original, pruned, best: int) -> dict:
+    """Timing samples of one MSE-loss step and one LLM-loss step, via the project's step functions."""
+    from llm_streamline import flops as F
+    from llm_streamline.adapters import get_adapter
+    from llm_streamline.lightweight import build_lightweight, trainable_parameters
+    from llm_streamline.llm_train import freeze_all_but, lightweight_slots, llm_micro_step
+    from llm_streamline.mse_train import mse_micro_step
+
+    g = torch.Generator().manual_seed(2)
+    d = original.config.hidden_size
+    modules = build_lightweight(original, "layer", best, 1)
+    params = trainable_parameters(modules, "layer", get_adapter(original))
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    x = torch.randn(a.batch_size, a.seq_len, d, generator=g)
+    y = x + 0.1 * torch.randn(a.batch_size, a.seq_len, d, generator=g)
+    mask = torch.ones(a.batch_size, a.seq_len, dtype=torch.long)
+
+    def mse_step():
+        mse_micro_step(original, modules, "layer", x, y, mask, 0, 1)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    trainable = trainable_parameters(lightweight_slots(pruned, best, 1), "layer", get_adapter(pruned))
+    freeze_all_but(pruned, trainable)
+    opt2 = torch.optim.AdamW(trainable, lr=1e-5)
+    ids = torch.randint(0, original.config.vocab_size, (a.llm_batch_size, a.seq_len), generator=g)
+
+    def llm_step():
+        llm_micro_step(pruned, ids, backward=lambda loss: loss.backward())
+        opt2.step()
+        opt2.zero_grad(set_to_none=True)
+
+    pruned.train()
+    out = {"mse": (bench.time_samples(mse_step, a.warmup, a.step_repeats),
+                   F.mse_step_flops(original, a.batch_size, a.seq_len)),
+           "llm": (bench.time_samples(llm_step, a.warmup, a.step_repeats),
+                   F.llm_step_flops(pruned, best, a.llm_batch_size, a.seq_len))}
+    pruned.eval().requires_grad_(False)
     return out
-
-
-def speed(a) -> dict:
-    from llm_streamline.surgery import streamline_model
-    from shared_utils.models import load_causal_lm
-
-    original = load_causal_lm(a.model_name).eval()
-    n_layers = original.config.num_hidden_layers
-    pruned = streamline_model(original, a.best_layer, a.layer_intervals)
-    ids = torch.randint(0, original.config.vocab_size, (a.batch_size, a.seq_len))
-    tokens_per_s(original, ids, 1), tokens_per_s(pruned, ids, 1)  # warm-up
-    orig, prun = [], []
-    for _ in range(a.rounds):  # interleave so that load changes on a shared machine hit both alike
-        orig += tokens_per_s(original, ids, 1)
-        prun += tokens_per_s(pruned, ids, 1)
-    o, p = statistics.median(orig), statistics.median(prun)
-    ideal = n_layers / (n_layers - a.layer_intervals)
-    return {"original_tok_s": o, "pruned_tok_s": p, "speedup": p / o, "ideal_layer_speedup": ideal,
-            "fraction_of_ideal": (p / o) / ideal, "layers": [n_layers, n_layers - a.layer_intervals],
-            "batch": [a.batch_size, a.seq_len], "rounds": a.rounds}
 
 
 def rss_anon_mib() -> float:
@@ -72,7 +179,7 @@ def collect_child(model_name: str, mode: str, num: int, seq_len: int, cache_dir:
     model = load_causal_lm(model_name).eval()
     ids = torch.randint(0, model.config.vocab_size, (num, seq_len))
     base = rss_anon_mib()
-    peak, stop = [base], threading.Event()
+    peak, stop = [base], __import__("threading").Event()
 
     def sample():
         while not stop.is_set():
@@ -102,36 +209,109 @@ def memory(a) -> list[dict]:
     return rows
 
 
-@cli_main
-def main():
-    p = argparse.ArgumentParser()
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model_name", default="smollm2-135m")
     p.add_argument("--layer_intervals", type=int, default=8)
-    p.add_argument("--best_layer", type=int, default=10)
-    p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--seq_len", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--mem_sizes", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--best_layer", type=int, default=10, help="block start (10 = SmolLM2's selected block at n=8)")
+    p.add_argument("--batch_size", type=int, default=4, help="prefill batch (and MSE-step batch)")
+    p.add_argument("--seq_len", type=int, default=128, help="prefill length = decode context length")
+    p.add_argument("--llm_batch_size", type=int, default=1, help="LLM-loss step batch")
+    p.add_argument("--rounds", type=int, default=20, help="interleaved timed rounds per shape (>= 20 for make bench)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--step_repeats", type=int, default=5, help="timed repeats of each training step")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--mem_sizes", type=int, nargs="*", default=[])
     p.add_argument("--cache_dir", default="runs/bench_cache")
     p.add_argument("--out", default="results/bench")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: a tiny random Llama
     p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
-    a = p.parse_args()
+    a = p.parse_args(argv)
+    for name in ("layer_intervals", "batch_size", "seq_len", "llm_batch_size", "rounds", "step_repeats"):
+        if getattr(a, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(a, name)}")
+    if a.warmup < 0 or a.threads < 0 or a.best_layer < 0:
+        raise UserError("--warmup, --threads and --best_layer must be >= 0")
+    if Path(a.out).is_dir() or Path(a.out + ".json").is_dir():
+        raise UserError(f"--out {a.out} is a directory; give a file prefix such as results/bench")
+    return a
+
+
+def load_models(a):
+    from llm_streamline.surgery import streamline_model
+
+    if a.tiny:
+        from shared_utils.models import tiny_llama
+
+        original = tiny_llama(seed=0, num_hidden_layers=12, vocab_size=512, max_position_embeddings=512).eval()
+    else:
+        from shared_utils.models import load_causal_lm
+
+        original = load_causal_lm(a.model_name, dtype=torch.float32).eval()
+    n_layers = original.config.num_hidden_layers
+    if not 1 <= a.layer_intervals < n_layers or a.best_layer > n_layers - a.layer_intervals - 1:
+        raise UserError(f"layer_intervals {a.layer_intervals} / best_layer {a.best_layer} do not fit {n_layers} layers")
+    return original, streamline_model(original, a.best_layer, a.layer_intervals), n_layers
+
+
+@cli_main
+def main(argv=None):
+    a = parse(argv)
     if a.child:
         return collect_child(a.model_name, a.child[0], int(a.child[1]), a.seq_len, a.cache_dir)
-    result = {"command": "python scripts/bench.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-              "speed": speed(a), "memory": memory(a)}
-    atomic_write_json(f"{a.out}.json", result)
-    s = result["speed"]
-    lines = [f"# Benchmark ({result['date']}, {result['machine']})", "", f"Command: `{result['command']}`", "",
-             f"Forward tokens/s, batch {s['batch'][0]}x{s['batch'][1]}, median of {s['rounds']} interleaved rounds: "
-             f"original ({s['layers'][0]} layers) {s['original_tok_s']:.0f}, pruned ({s['layers'][1]} layers) "
-             f"{s['pruned_tok_s']:.0f}; speed-up {s['speedup']:.3f} vs ideal {s['ideal_layer_speedup']:.3f} "
-             f"= {100 * s['fraction_of_ideal']:.1f}% of ideal.", "",
-             "| store | sequences | store size (MiB) | extra peak anonymous RSS during collection (MiB) |", "|---|---|---|---|"]
-    lines += [f"| {r['mode']} | {r['num']} | {r['store_mib']:.1f} | {r['extra_peak_mib']:.1f} |" for r in result["memory"]]
-    atomic_write_text(f"{a.out}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    from llm_streamline import flops as F
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    original, pruned, L = load_models(a)
+    n = a.layer_intervals
+    models = {"original": original, "pruned": pruned}
+    table = stats.ResultsTable(table="llm_streamline_bench", command="python scripts/bench.py "
+                               + " ".join(sys.argv[1:] if argv is None else argv), preset="tiny" if a.tiny else "cpu",
+                               threads=torch.get_num_threads(), torch=torch.__version__)
+    peak = bench.matmul_peak_flops(torch.float32)
+    beyond = False
+    # limits: prefill is compute-bound, so the FLOP ceiling is the goal (ratio limit 1); a batch-1 decode step is
+    # bound by per-layer overhead and weight reads, whose only hard bound is that the shared part takes >= 0 s,
+    # i.e. a speed-up of L / (L - n) (ratio limit layer ceiling / FLOP ceiling).
+    dec_ceiling = F.flop_ceiling(original, L, n, 1, 1, a.seq_len)
+    pre_ceiling = F.flop_ceiling(original, L, n, a.batch_size, a.seq_len)
+    shapes = {f"n={n} batch 1 decode (1 new token, {a.seq_len}-token cache)": (
+                  lambda: decode_fns(models, a.seq_len, original.config.vocab_size), dec_ceiling,
+                  L / (L - n) / dec_ceiling),
+              f"n={n} batch {a.batch_size}x{a.seq_len} prefill": (
+                  lambda: prefill_fns(models, a.batch_size, a.seq_len, original.config.vocab_size), pre_ceiling, 1.0)}
+    for setting, (make, ceiling, limit) in shapes.items():
+        samples = bench.interleaved_samples(make(), warmup=a.warmup, rounds=a.rounds)
+        beyond |= speed_row(table, setting, samples, ceiling, L, n, limit)
+    steps = training_steps(a, original, pruned, a.best_layer)
+    mfu_row(table, f"MSE-loss step (1 layer, {a.batch_size}x{a.seq_len}, fp32)", steps["mse"][0], steps["mse"][1], peak)
+    mfu_row(table, f"LLM-loss step ({L - n} layers, {a.llm_batch_size}x{a.seq_len}, fp32)", steps["llm"][0],
+            steps["llm"][1], peak)
+    table.meta["fp32_matmul_peak_flops"] = peak
+    if a.mem_sizes:
+        table.meta["memory"] = memory(a)
+    table.notes += [
+        f"Model {'tiny random Llama' if a.tiny else a.model_name}: {L} layers; pruned = block {a.best_layer}.."
+        f"{a.best_layer + n} replaced by one layer ({L - n} layers). {a.warmup} warm-up rounds, then {a.rounds} "
+        "interleaved rounds (rotating order) of original / pruned / shared part (embedding + final norm + lm_head).",
+        "`ratio` = speed-up / FLOP ceiling. `limit`: 1 for prefill (compute-bound: the FLOP ceiling is the goal); for "
+        "batch-1 decode (bound by per-layer overhead and weight reads, not FLOPs) the hard bound L/(L-n) / FLOP "
+        "ceiling (the shared part cannot take less than 0 s). FLOP ceiling = F(L)/F(L-n) with the lm_head and attention "
+        "counted (row field `flop_ceiling`); `layer_ceiling` = L/(L-n), which ignores the lm_head; "
+        "`measured_ceiling` = t_full / (t_shared + (L-n)/L (t_full - t_shared)) per round.",
+        "`mfu` = model FLOPs of the step / step time / fp32 matmul rate measured in this run "
+        f"({peak / 1e9:.1f} GFLOP/s, 1024^3 matmul, best of 5); MSE step = 3 x forward FLOPs of one layer; "
+        "LLM-loss step = forward of the pruned model + input gradients through the lm_head and the layers above "
+        "the trained layer + 2 x forward of the trained layer.",
+    ]
+    table.verdict = ("beyond limit: a speed-up interval lies above its FLOP ceiling (measurement problem)" if beyond
+                     else "every speed-up is within its FLOP ceiling (ratio interval does not lie above 1)")
+    table.write(a.out)
+    print(Path(a.out + ".md").read_text())
+    if beyond:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,34 +1,110 @@
-"""Table assembly from per-row results and lm-eval sample files (no model).  python -m pytest tests/test_table.py -q"""
+"""Table assembly from per-row outputs (no model): intervals, paired comparisons, retention, curve, presets.
+
+    python -m pytest tests/test_table.py -q
+"""
 
 import json
+import math
 
+import numpy as np
 import pytest
 
-from llm_streamline.evaluate import TABLE_TASKS
-from llm_streamline.table import markdown, summarise
+from llm_streamline.table import ROWS, TRAINED, curve_table, main_table, parse, plan, run_table
+
+TASKS = ["arc_easy", "hellaswag"]
 
 
-def write_samples(d, preds, gold):
+def write_row(work, row, n, nll, accs):
+    d = work / ("original" if row == "original" else f"n{n}") / "eval" / row
     d.mkdir(parents=True)
-    for task in TABLE_TASKS:
-        rows = [{"doc_id": i, "target": g, "filtered_resps": [[-1.0 if j == p else -2.0, False] for j in range(2)]}
-                for i, (p, g) in enumerate(zip(preds, gold))]
-        (d / f"samples_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    np.save(d / "token_nll.npy", np.asarray(nll, dtype=np.float64))
+    (d / "row.json").write_text(json.dumps({"row": row, "n": n, "layers": 30 - n, "params": 1e8, "ppl": 1.0,
+                                            "val_nll": float(np.mean(nll))}))
+    for t in TASKS:
+        rows = [{"doc_id": i, "target": 0, "acc": float(v), "filtered_resps": [[-1.0, False], [-2.0 if v else 0.0, False]]}
+                for i, v in enumerate(accs)]
+        (d / f"samples_{t}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_summary_retention_stability_and_markdown(tmp_path):
-    gold = [0, 1, 0, 1]
-    write_samples(tmp_path / "eval" / "original", [0, 1, 0, 0], gold)  # 3/4 right
-    write_samples(tmp_path / "eval" / "none", [0, 1, 1, 1], gold)      # 3/4 right, agrees on 2 of 4
-    accs = {"original": 0.75, "none": 0.75}
-    results = {row: {"layers": 30 if row == "original" else 22, "params": 1e8, "ppl": 10.0,
-                     "tasks": {t: {"acc": accs[row]} for t in TABLE_TASKS}} for row in ("original", "none")}
-    out = summarise(results, tmp_path, list(TABLE_TASKS))
-    assert out["none"]["retained"] == pytest.approx(1.0)
-    assert out["none"]["stability"] == pytest.approx(0.5)  # equal spreads -> uniform weights -> agreement rate
-    meta = {"command": "x", "model_name": "m", "layer_intervals": 8, "best_layer": 10, "shortgpt_layers": [1],
-            "limit": 4, "eval_source": "d", "ppl_data_path": "p", "ppl_tokens": 1, "data_path": "t", "seq_len": 8,
-            "train_num_data": 1, "llm_train_num_data": 1, "cosine_num_data": 1, "machine": "cpu", "date": "today",
-            "wall_minutes": 0}
-    md = markdown(out, meta, list(TABLE_TASKS))
-    assert md.count("\n| ") == 2 and "| 75.0 |" in md and "0.500" in md
+def fake_work(tmp_path, rows, n=8):
+    rng = np.random.default_rng(0)
+    work = tmp_path / "w"
+    base = rng.uniform(2.0, 4.0, size=255 * 8)
+    shift = {"original": 0.0, "none": 2.0, "shortgpt": 1.0, "mse": 2.5, "llm": 0.5, "mse_nosink": 1.0, "ffn": 1.8}
+    acc = {"original": 0.8, "none": 0.3, "shortgpt": 0.5, "mse": 0.3, "llm": 0.7, "mse_nosink": 0.5, "ffn": 0.4}
+    for row in rows:
+        accs = (rng.uniform(size=200) < acc[row]).astype(float)
+        write_row(work, row, n, base + shift[row] + rng.normal(0, 0.01, base.size), accs)
+        if row in TRAINED:
+            d = work / f"n{n}" / row
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "streamline.json").write_text(json.dumps({
+                "best_layer": 10, "layer_intervals": n, "scores": [0.9] * (30 - n), "block_influence": list(np.linspace(
+                    0.3, 0.01, 30)), "train_blocks": 128, "seq_len": 128, "epoches": 3, "model_name": "m",
+                "history": {"train_mse": [3.0, 2.0, 1.0], "val_mse": [3.0, 1.5]}}))
+    return work
+
+
+def test_main_table_has_intervals_comparisons_and_a_supported_verdict(tmp_path):
+    rows = ["original", "none", "shortgpt", "mse", "llm"]
+    work = fake_work(tmp_path, rows)
+    a = parse(["--preset", "cpu", "--rows", ",".join(rows), "--tasks", ",".join(TASKS), "--work_dir", str(tmp_path)])
+    t = main_table(a, work, "make table", 1.0).to_dict()
+    by = {r["method"]: r for r in t["rows"]}
+    orig = by[ROWS["original"]]["metrics"]
+    assert orig["perplexity"]["mean"] == pytest.approx(math.exp(np.load(work / "original/eval/original/token_nll.npy").mean()))
+    assert orig["perplexity"]["ci95"][0] < orig["perplexity"]["mean"] < orig["perplexity"]["ci95"][1]
+    assert orig["retention"]["mean"] == pytest.approx(1.0) and orig["retention"]["ci95"] == [1.0, 1.0]
+    llm = by[ROWS["llm"]]["metrics"]
+    assert llm["avg"]["mean"] == pytest.approx(np.mean([llm[t]["mean"] for t in TASKS]))
+    assert llm["retention"]["mean"] == pytest.approx(llm["avg"]["mean"] / orig["avg"]["mean"])
+    assert by[ROWS["mse"]]["train_tokens"] == 128 * 128 * 3
+    comps = {(c["a"], c["b"], c["metric"]): c for c in t["comparisons"]}
+    assert len(comps) == 2 * 2 * 2  # two trained rows x (shortgpt, none) x (nll, avg)
+    c = comps[(ROWS["llm"], ROWS["shortgpt"], "nll")]
+    assert c["diff"] == pytest.approx(-0.5, abs=0.01) and c["ci95"][1] < 0  # llm better on the same tokens
+    assert f"{ROWS['llm']} beats {ROWS['shortgpt']} on nll" in t["verdict"]
+    assert comps[(ROWS["mse"], ROWS["none"], "nll")]["ci95"][0] > 0  # mse worse than removal here
+    from shared_utils.stats import render_markdown
+
+    md = render_markdown(t)
+    assert "| perplexity |" in md.replace("| method | perplexity |", "| perplexity |") and "retention" in md
+
+
+def test_curve_table_and_plot(tmp_path):
+    work = fake_work(tmp_path, ["original", "shortgpt", "mse_nosink"], n=8)
+    for n in (4, 12):
+        rng = np.random.default_rng(n)
+        for row in ("shortgpt", "mse_nosink"):
+            write_row(work, row, n, rng.uniform(2, 4, 255 * 8) + n / 4, np.ones(10))
+    a = parse(["--preset", "cpu", "--curve_n", "4,12", "--tasks", "", "--rows", "original,shortgpt,mse_nosink"])
+    t = curve_table(a, work, "make table", 1.0, "mse_nosink")
+    d = t.to_dict()
+    assert [r.get("n") for r in d["rows"]] == [0, 4, 4, 8, 8, 12, 12] and len(d["comparisons"]) == 3
+    from llm_streamline.table import plot_curve
+
+    plot_curve(t, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_presets_and_dry_run(capsys):
+    cpu = parse(["--preset", "cpu"])
+    assert cpu.limit >= 100 and len(cpu.task_list) >= 4 and cpu.ppl_blocks * (cpu.ppl_seq_len - 1) >= 16384
+    gpu = parse(["--preset", "gpu"])
+    assert gpu.limit == 0 and gpu.ppl_blocks == 0 and len(gpu.task_list) == 8 and gpu.device == "cuda"
+    jobs = plan(gpu)
+    assert [j for j in jobs if j[0] == "train" and j[1] == 8] == [("train", 8, r) for r in TRAINED]
+    assert sorted({j[1] for j in jobs}) == [4, 6, 8, 10, 12]
+    out = run_table(["--preset", "gpu", "--dry_run"])
+    assert out["jobs"] == jobs and "[plan] eval 12 curve" in capsys.readouterr().out
+
+
+def test_bad_table_flags():
+    from shared_utils.errors import UserError
+
+    with pytest.raises(UserError, match="unknown table rows"):
+        parse(["--rows", "original,bogus"])
+    with pytest.raises(UserError, match="does not exist"):
+        parse(["--eval_data_dir", "/nonexistent/data"])
+    with pytest.raises(UserError, match="--curve_row"):
+        parse(["--curve_row", "shortgpt"])

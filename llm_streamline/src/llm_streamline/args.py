@@ -8,6 +8,7 @@ silently ignored, and ``output_dir`` is actually where the result is written.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from shared_utils.errors import UserError
 
@@ -53,6 +54,19 @@ class TrainingArguments:
         "help": "first token position in the MSE loss (1 leaves out the attention-sink token 0, whose massive "
                 "activations dominate the plain MSE; 0 = the original)"})
     num_threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch default)"})
+    save_steps: int = field(default=0, metadata={
+        "help": "write a resumable checkpoint every N optimizer steps (0: never)"})
+    checkpoint_dir: str = field(default="", metadata={"help": "where --save_steps writes (default: <output_dir>_checkpoint)"})
+    resume_from_checkpoint: str = field(default="", metadata={
+        "help": "continue a killed run from this checkpoint directory (or its trainer_state.pt)"})
+
+
+def _head(path: Path, size: int = 1 << 16) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(size)
+    except OSError as exc:
+        raise UserError(f"data file {path} is unreadable ({exc.strerror})") from None
 
 
 def validate(model_args: ModelArguments, args: TrainingArguments) -> None:
@@ -63,6 +77,21 @@ def validate(model_args: ModelArguments, args: TrainingArguments) -> None:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not 0 <= args.mse_loss_start < args.seq_len:
         raise UserError(f"--mse_loss_start must be in 0..{args.seq_len - 1}, got {args.mse_loss_start}")
+    if args.save_steps < 0 or args.num_threads < 0:
+        raise UserError(f"--save_steps and --num_threads must be >= 0, got {args.save_steps}, {args.num_threads}")
+    if not (args.wd >= 0 and args.warmup_ratio >= 0):
+        raise UserError(f"--wd and --warmup_ratio must be >= 0, got {args.wd}, {args.warmup_ratio}")
+    from llm_streamline.data import SLIMPAJAMA
+
+    if args.data_path not in ("", "embedded", SLIMPAJAMA):
+        data = Path(args.data_path).expanduser()
+        if not data.exists():
+            raise UserError(f"data file {args.data_path} does not exist (use --data_path embedded, or a local text file)")
+        if data.is_file() and not _head(data).strip():
+            raise UserError(f"data file {args.data_path} is empty (no text to train on)")
+    out = Path(args.output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output_dir {out} exists and is not a directory")
     if args.num_test_blocks < 1:
         raise UserError(f"--num_test_blocks must be at least 1, got {args.num_test_blocks}")
     if not (args.lr > 0 and 0 <= args.min_lr <= args.lr):

@@ -53,6 +53,35 @@ def perplexity(model, blocks: torch.Tensor, batch_size: int = 4, device="cpu") -
     return ppl_from_nll(nll, count)
 
 
+@torch.no_grad()
+def token_nlls(model, blocks: torch.Tensor, batch_size: int = 4, device="cpu") -> "np.ndarray":
+    """Next-token NLL of every predicted token, in text order: [num_blocks * (seq_len - 1)] float64.
+
+    Its mean is the log-perplexity of :func:`perplexity`; kept per token so that intervals (block bootstrap) and
+    paired differences between two models on the same tokens can be computed.
+    """
+    import numpy as np
+
+    model.eval()
+    out = []
+    for i in tqdm(range(0, len(blocks), batch_size), desc="token nll", leave=False):
+        ids = blocks[i : i + batch_size].to(device)
+        logits = model(input_ids=ids, use_cache=False).logits.float()
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                                reduction="none")
+        out.append(nll.double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def sample_accuracies(out_dir: str | Path, task: str, metric: str = "acc") -> list[float]:
+    """Per-example ``metric`` (0/1) of ``samples_<task>.jsonl`` written by :func:`lm_eval_samples`, by doc id."""
+    path = Path(out_dir) / f"samples_{task}.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist (run the evaluation first)")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [float(r[metric]) for r in sorted(rows, key=lambda r: r["doc_id"])]
+
+
 def _sample_row(s: dict) -> dict:
     return {"doc_id": s["doc_id"], "target": s["target"], "filtered_resps": s["filtered_resps"],
             "acc": s.get("acc"), "acc_norm": s.get("acc_norm")}

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import time
 
 import torch
 from tqdm.auto import tqdm
 
+from llm_streamline import checkpoint as ckpt
 from llm_streamline import data as D
 from llm_streamline.adapters import get_adapter
 from llm_streamline.args import as_dict, parse_args
@@ -49,8 +52,27 @@ def validation_mse(model, modules, kind: str, store, batch_size: int, device, st
     return total / max(1, count)
 
 
-def train_mse(model, modules, kind: str, train_store, test_store, args, device, log=print) -> dict:
-    """Train ``modules`` on the stored pairs; returns the loss history. Restores the best validation state."""
+def mse_micro_step(model, modules, kind: str, x, y, mask, start: int, accumulation: int) -> torch.Tensor:
+    """Forward + backward of one micro-batch (loss / accumulation); returns the unscaled loss."""
+    loss = masked_mse(run_lightweight(model, modules, kind, x, mask), y, mask, start)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError("non-finite MSE loss")
+    (loss / accumulation).backward()
+    return loss
+
+
+def _step_delay() -> float:
+    """Test hook: seconds to sleep after every optimizer step (lets a test kill the process mid-run)."""
+    return float(os.environ.get("LLM_STREAMLINE_STEP_DELAY", "0") or 0)
+
+
+def train_mse(model, modules, kind: str, train_store, test_store, args, device, log=print, resume: dict | None = None,
+              config: dict | None = None) -> dict:
+    """Train ``modules`` on the stored pairs; returns the loss history. Restores the best validation state.
+
+    With ``args.save_steps`` a checkpoint is written every that many optimizer steps; ``resume`` (a checkpoint
+    from :mod:`llm_streamline.checkpoint`) continues exactly where it was written.
+    """
     model.requires_grad_(False)
     modules.requires_grad_(False)
     params = trainable_parameters(modules, kind, get_adapter(model))
@@ -63,23 +85,33 @@ def train_mse(model, modules, kind: str, train_store, test_store, args, device, 
     sched = cosine_schedule(opt, warmup, total, args.lr, args.min_lr)
     clip = args.max_grad_norm if args.max_grad_norm >= 0 else 5.0
     modules.eval()  # no dropout in these layers; eval() keeps them deterministic
-    best_val = validation_mse(model, modules, kind, test_store, args.batch_size, device, args.mse_loss_start)
-    best_state = copy.deepcopy(modules.state_dict())  # a real copy (the original kept references)
-    history = {"val_mse": [best_val], "train_mse": [], "lr": []}
-    log(f"validation MSE before training: {best_val:.6f}")
-    step = 0
-    for epoch in range(args.epoches):
+    step, start_epoch, start_micro = 0, 0, 0
+    if resume is None:
+        best_val = validation_mse(model, modules, kind, test_store, args.batch_size, device, args.mse_loss_start)
+        best_state = copy.deepcopy(modules.state_dict())  # a real copy (the original kept references)
+        history = {"val_mse": [best_val], "train_mse": [], "lr": []}
+        log(f"validation MSE before training: {best_val:.6f}")
+    else:
+        modules.load_state_dict(resume["modules"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        best_val, best_state, history = resume["best_val"], resume["best_state"], resume["history"]
+        step, start_epoch, start_micro = resume["step"], resume["epoch"], resume["micro"]
+        log(f"resumed at epoch {start_epoch + 1}, micro-batch {start_micro} ({step} optimizer steps done)")
+    for epoch in range(start_epoch, args.epoches):
         gen = torch.Generator().manual_seed(args.seed + epoch)
         order = torch.randperm(len(train_store), generator=gen)
-        bar = tqdm(range(loader_len), desc=f"mse epoch {epoch + 1}", leave=False)
+        first = start_micro if epoch == start_epoch else 0
+        bar = tqdm(range(first, loader_len), desc=f"mse epoch {epoch + 1}", leave=False)
         for i in bar:
             x, y, mask = train_store.get(order[i * args.batch_size : (i + 1) * args.batch_size], device)
-            loss = masked_mse(run_lightweight(model, modules, kind, x, mask), y, mask, args.mse_loss_start)
-            if not torch.isfinite(loss):
+            try:
+                loss = mse_micro_step(model, modules, kind, x, y, mask, args.mse_loss_start,
+                                      args.gradient_accumulation_step)
+            except NonFiniteLossError:
                 modules.load_state_dict(best_state)
                 raise NonFiniteLossError(f"non-finite MSE loss at epoch {epoch + 1} micro-batch {i + 1}; "
-                                         "the best state so far was kept")
-            (loss / args.gradient_accumulation_step).backward()
+                                         "the best state so far was kept") from None
             history["train_mse"].append(loss.item())
             if (i + 1) % args.gradient_accumulation_step == 0 or i + 1 == loader_len:
                 torch.nn.utils.clip_grad_norm_(params, clip)
@@ -88,6 +120,12 @@ def train_mse(model, modules, kind: str, train_store, test_store, args, device, 
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 history["lr"].append(sched.get_last_lr()[0])
+                if getattr(args, "save_steps", 0) and step % args.save_steps == 0:
+                    ckpt.save(args, config or {}, {
+                        "mode": "mseloss", "modules": modules.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "best_val": best_val, "best_state": best_state,
+                        "history": history, "step": step, "epoch": epoch, "micro": i + 1})
+                time.sleep(_step_delay())
             bar.set_postfix(mse=f"{loss.item():.4f}")
         val = validation_mse(model, modules, kind, test_store, args.batch_size, device, args.mse_loss_start)
         history["val_mse"].append(val)
@@ -102,6 +140,8 @@ def train_mse(model, modules, kind: str, train_store, test_store, args, device, 
 def run(argv: list[str] | None = None):
     """Entry point of ``mseloss_entry.py``: select, collect, train, assemble, save."""
     model_args, args = parse_args(argv)
+    config = as_dict(model_args, args)
+    resume = ckpt.load_for_resume(args, config, "mseloss")  # before any model is loaded
     ctx = setup(model_args, args)
     best, n, k = ctx.best, args.layer_intervals, args.num_lightweight_layers
     model, device = ctx.model, ctx.device
@@ -118,7 +158,8 @@ def run(argv: list[str] | None = None):
               "removed_layers": list(range(best + k, best + n + k)), "scores": ctx.selection["scores"],
               "block_influence": ctx.selection["block_influence"], "hidden_cache": train_store.mode}
     try:
-        history = train_mse(model, modules, args.lightweight, train_store, test_store, args, device)
+        history = train_mse(model, modules, args.lightweight, train_store, test_store, args, device, resume=resume,
+                            config=config)
     except NonFiniteLossError as exc:
         record["stopped"] = str(exc)
         save_output(assemble(model, best, n, args.lightweight, modules), ctx.tokenizer, args.output_dir, record,
