@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,10 @@ class Phase1Config:
     cache_dir: str = "./cache/hidden"
     heldout_fraction: float = 0.1
     log_steps: int = 10
+    init: str = "svd"  # svd: top-D' right singular vectors of the train tokens (Eckart-Young); random: orthogonal
+    checkpoint_every: int = 50  # optimizer steps between mid-run resume checkpoints (stage{1a,1b}_resume.pt)
+    resume: bool = False  # continue from {output_dir}/stage{stage}_resume.pt
+    step_delay: float = 0.0  # seconds slept per optimizer step (hidden; lets tests kill a run mid-way)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = Phase1Config()
     p.add_argument("--stage", choices=["1a", "1b"], default=c.stage)
     for name in ("d_compressed", "batch_size", "num_epochs", "num_samples", "max_seq_length", "seed",
-                 "early_stopping_patience", "gradient_accumulation_steps", "log_steps"):
+                 "early_stopping_patience", "gradient_accumulation_steps", "log_steps", "checkpoint_every"):
         p.add_argument(f"--{name}", type=int, default=getattr(c, name))
     for name in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio", "min_delta", "heldout_fraction"):
         p.add_argument(f"--{name}", type=float, default=getattr(c, name))
@@ -94,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     _on_off(p, "use_wandb", "--use_wandb", "--no_wandb", c.use_wandb)
     p.add_argument("--include_padding", action="store_true")
     p.add_argument("--online", action="store_true")
+    p.add_argument("--init", choices=["svd", "random"], default=c.init,
+                   help="svd (default): start at the truncated-SVD optimum of the train tokens; random: the "
+                        "original's orthogonal random init")
+    p.add_argument("--resume", action="store_true", help="continue from {output_dir}/stage{stage}_resume.pt")
+    p.add_argument("--step_delay", type=float, default=0.0, help=argparse.SUPPRESS)
     return p
 
 
@@ -113,7 +123,7 @@ def parse_config(argv: list[str] | None = None) -> Phase1Config:
 def validate(cfg: Phase1Config) -> None:
     ints = {k: getattr(cfg, k) for k in ("d_compressed", "batch_size", "num_epochs", "num_samples",
                                           "max_seq_length", "early_stopping_patience",
-                                          "gradient_accumulation_steps", "log_steps")}
+                                          "gradient_accumulation_steps", "log_steps", "checkpoint_every")}
     bad = [f"--{k} {v}" for k, v in ints.items() if v < 1]
     bad += [f"--sweep_d_values {v}" for v in cfg.sweep_d_values if v < 1]
     if cfg.learning_rate <= 0:
@@ -194,9 +204,78 @@ def _epoch_means(rows: list[dict]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows else {}
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """A fresh permutation per epoch that depends only on (seed, epoch): a resumed run replays the same order.
+
+    The method is deliberately not called ``set_epoch``: accelerate's prepared loader calls ``set_epoch`` with
+    its own iteration counter, which restarts at 0 in a resumed process.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def use_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def resume_name(stage: str) -> str:
+    return f"stage{stage}_resume.pt"
+
+
+RESUME_KEYS = ("stage", "d_compressed", "batch_size", "num_epochs", "learning_rate", "num_samples", "max_seq_length",
+               "seed", "model_name", "data_path", "weight_decay", "gradient_accumulation_steps", "max_grad_norm",
+               "warmup_ratio", "select_on", "include_padding", "heldout_fraction", "init", "early_stopping",
+               "early_stopping_patience", "min_delta")
+
+
+def _resume_cfg(cfg: Phase1Config, d_compressed: int) -> dict:
+    return {**{k: getattr(cfg, k) for k in RESUME_KEYS}, "d_compressed": d_compressed}
+
+
+def load_resume(path: Path, cfg: Phase1Config, d_compressed: int) -> dict | None:
+    """The mid-run state of ``--resume`` (None when absent); refuses a file made with other settings."""
+    if not path.exists():
+        return None
+    from llm_trm.checks import check_resume_config, load_torch_file
+
+    ck = load_torch_file(path, "phase-1 resume checkpoint")
+    if not isinstance(ck, dict) or "compressor" not in ck or "config" not in ck:
+        raise UserError(f"{path} is not a phase-1 resume checkpoint; delete it or use another --output_dir")
+    check_resume_config(ck["config"], _resume_cfg(cfg, d_compressed), RESUME_KEYS)
+    return ck
+
+
+def svd_init_(comp: DimensionCompressor, rows: torch.Tensor) -> None:
+    """W <- V_k^T, the top-D' right singular vectors of the uncentered train tokens [N, D]: the exact MSE optimum
+    of x -> W^T W x (Eckart-Young), so training starts at the ceiling instead of at a random projection."""
+    from llm_trm.compression import svd_reference
+
+    basis = svd_reference(rows, [comp.d_compressed])[comp.d_compressed]["basis"]  # [D, k]
+    with torch.no_grad():
+        comp.compress.weight.copy_(basis.T)
+
+
+def _init_rows(data: dict, online_fn, limit: int = 256) -> torch.Tensor:
+    train = data["train"]
+    if online_fn is not None:  # online: the states of the first ``limit`` train texts
+        train = online_fn(list(train[:limit]))
+    return train["hidden"][train["mask"].bool()].float()
+
+
 def train_compressor(cfg: Phase1Config, data: dict, d_model: int, d_compressed: int, out_dir: Path,
                      tracker: Tracker, online_fn=None) -> dict:
     """Train one compressor; returns the best (selection) metrics and bookkeeping.
+
+    Every ``checkpoint_every`` optimizer steps the whole loop state (weights, optimizer, scheduler, epoch,
+    batch position, partial epoch metrics, early-stopping state) goes to ``stage{stage}_resume.pt`` atomically;
+    with ``--resume`` a killed run continues from there to the same final weights.
 
     Args:
         data: {"train": {"hidden","mask"} or list of texts (online), "heldout": {"hidden","mask"}}.
@@ -206,6 +285,8 @@ def train_compressor(cfg: Phase1Config, data: dict, d_model: int, d_compressed: 
 
     if d_compressed > d_model:
         raise UserError(f"--d_compressed {d_compressed} is larger than the model's hidden size {d_model}")
+    resume_path = out_dir / resume_name(cfg.stage)
+    state = load_resume(resume_path, cfg, d_compressed) if cfg.resume else None
     seed_everything(cfg.seed)
     acc = Accelerator(cpu=not torch.cuda.is_available() or cfg.device == "cpu",
                       gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -214,14 +295,26 @@ def train_compressor(cfg: Phase1Config, data: dict, d_model: int, d_compressed: 
     if cfg.stage == "1b":
         init = cfg.compressor_checkpoint or out_dir / checkpoint_name("1a")
         comp.load_state_dict(load_compressor_state(init, d_model, d_compressed))
+    elif cfg.init == "svd" and state is None:
+        svd_init_(comp, _init_rows(data, online_fn))
     train = data["train"]
     ds = TensorDataset(train["hidden"], train["mask"]) if online_fn is None else _TextDataset(train)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True,
-                        collate_fn=None if online_fn is None else list,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    sampler = EpochSampler(len(ds), cfg.seed)
+    loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler,
+                        collate_fn=None if online_fn is None else list)
     opt = torch.optim.AdamW(comp.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     sched = warmup_cosine(opt, steps_per_epoch * cfg.num_epochs, cfg.warmup_ratio)
+    stopper = EarlyStopping(cfg.early_stopping_patience, cfg.min_delta)
+    best = {"loss": math.inf}
+    global_step, start_epoch, skip, rows = 0, 0, 0, []
+    if state is not None:
+        comp.load_state_dict(state["compressor"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        stopper.best, stopper.counter = state["stopper"]
+        best, global_step, rows = state["best"], state["global_step"], state["rows"]
+        start_epoch, skip = state["epoch"], state["batch"]
     model, opt, loader = acc.prepare(RoundTrip(comp), opt, loader)
     if cfg.torch_compile and acc.device.type == "cuda":
         try:
@@ -229,13 +322,16 @@ def train_compressor(cfg: Phase1Config, data: dict, d_model: int, d_compressed: 
         except Exception as exc:  # noqa: BLE001 - compile is an optimisation; fall back to eager
             print(f"torch.compile failed ({exc}); running eager", file=sys.stderr)
     run = RunDir(out_dir)
-    stopper = EarlyStopping(cfg.early_stopping_patience, cfg.min_delta)
-    best = {"loss": math.inf}
-    global_step, epoch = 0, 0
-    for epoch in range(cfg.num_epochs):
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.num_epochs):
         model.train()
-        rows = []
-        for batch in loader:
+        sampler.use_epoch(epoch)
+        if epoch > start_epoch:
+            skip, rows = 0, []
+        for i, batch in enumerate(loader):
+            if i < skip:  # resumed mid-epoch: these batches were already trained on
+                continue
+            acc.step = i  # accumulation phase = batch position (equal to an uninterrupted run after a resume)
             x, mask = _batch(batch, online_fn, acc.device)
             loss_mask = None if cfg.include_padding else mask
             with acc.accumulate(model):
@@ -253,11 +349,17 @@ def train_compressor(cfg: Phase1Config, data: dict, d_model: int, d_compressed: 
                     global_step += 1
                 opt.zero_grad()
             rows.append({"loss": loss.item(), **compute_metrics(x, x_hat.detach(), loss_mask)})
-            if acc.sync_gradients and global_step % cfg.log_steps == 0:
-                avg = _epoch_means(rows)
-                tracker.log({**{f"train/{k}": avg[k] for k in ("loss", *METRIC_NAMES)},
-                             "train/learning_rate": sched.get_last_lr()[0], "train/epoch": epoch,
-                             "train/global_step": global_step}, step=global_step)
+            if acc.sync_gradients:
+                if global_step % cfg.log_steps == 0:
+                    avg = _epoch_means(rows)
+                    tracker.log({**{f"train/{k}": avg[k] for k in ("loss", *METRIC_NAMES)},
+                                 "train/learning_rate": sched.get_last_lr()[0], "train/epoch": epoch,
+                                 "train/global_step": global_step}, step=global_step)
+                if global_step % cfg.checkpoint_every == 0 and i + 1 < len(loader):
+                    _save_resume(acc, comp, opt, sched, stopper, best, global_step, rows, epoch, i + 1, cfg,
+                                 d_compressed, resume_path)
+                if cfg.step_delay:
+                    time.sleep(cfg.step_delay)
         train_avg = _epoch_means(rows)
         held = evaluate_compressor(comp, data["heldout"], cfg.include_padding)
         select = held["mse"] if cfg.select_on == "heldout" else train_avg["loss"]
@@ -268,10 +370,24 @@ def train_compressor(cfg: Phase1Config, data: dict, d_model: int, d_compressed: 
                      "epoch/relative_error": train_avg["relative_error"], "epoch/best_loss": best["loss"],
                      **{f"eval/{k}": held[k] for k in METRIC_NAMES}}, step=global_step)
         run.log(epoch, **{f"train_{k}": v for k, v in train_avg.items()}, **{f"heldout_{k}": v for k, v in held.items()})
-        if cfg.early_stopping and stopper.step(select):
+        stop = cfg.early_stopping and stopper.step(select)
+        # epoch boundary: the next epoch starts from batch 0 (or the run is over)
+        _save_resume(acc, comp, opt, sched, stopper, best, global_step, [], epoch + 1, 0, cfg, d_compressed,
+                     resume_path, done=stop or epoch + 1 == cfg.num_epochs)
+        if stop:
             break
     return {**best, "epochs_run": epoch + 1, "optimizer_steps": global_step,
             "checkpoint": str(out_dir / checkpoint_name(cfg.stage))}
+
+
+def _save_resume(acc, comp, opt, sched, stopper, best, global_step, rows, epoch, batch, cfg, d_compressed, path,
+                 done: bool = False) -> None:
+    if not acc.is_main_process:
+        return
+    atomic_torch_save({"compressor": strip_compile_prefix(comp.state_dict()), "optimizer": opt.state_dict(),
+                       "scheduler": sched.state_dict(), "stopper": [stopper.best, stopper.counter], "best": best,
+                       "global_step": global_step, "rows": rows, "epoch": epoch, "batch": batch, "done": done,
+                       "config": _resume_cfg(cfg, d_compressed)}, path)
 
 
 class RoundTrip(torch.nn.Module):
@@ -361,6 +477,10 @@ def run(cfg: Phase1Config) -> dict:
     """Phase-1 entry: one compressor, or a sweep over ``sweep_d_values`` (one d{D'}/ folder each)."""
     from shared_utils.models import load_tokenizer
 
+    from llm_trm.checks import check_data_path, check_output_path
+
+    check_output_path(cfg.output_dir, "--output_dir")
+    check_data_path(cfg.data_path, names=("embedded", "wikitext", "wikitext2", "wikitext-2-raw-v1"))
     device = pick_run_device(cfg.device)
     d_model = model_hidden_size(cfg.model_name)
     ds = cfg.sweep_d_values if cfg.sweep else [cfg.d_compressed]
@@ -371,6 +491,10 @@ def run(cfg: Phase1Config) -> dict:
         for d in ds:
             out = Path(cfg.output_dir) / f"d{d}" if cfg.sweep else Path(cfg.output_dir)
             load_compressor_state(cfg.compressor_checkpoint or out / checkpoint_name("1a"), d_model, d)
+    if cfg.resume:  # refuse a mismatched resume file before anything is loaded or written
+        for d in ds:
+            out = Path(cfg.output_dir) / f"d{d}" if cfg.sweep else Path(cfg.output_dir)
+            load_resume(out / resume_name(cfg.stage), cfg, d)
     tokenizer = load_tokenizer(cfg.model_name)
     llm = load_frozen_llm(cfg.model_name, device)
     data, online_fn = prepare_data(cfg, tokenizer, llm)
