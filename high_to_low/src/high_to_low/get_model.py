@@ -16,10 +16,12 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
+from high_to_low import fast_grouped
 from shared_utils.errors import UserError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -117,11 +119,16 @@ def matched_transformer_rank(config, n_bridges: int, rank: int) -> int:
 # ------------------------------------------------------------------------------------------ grouped state
 @dataclass
 class GroupedState:
-    """What carries over between chunks: the KV cache, the bridge carries, and how many tokens were seen."""
+    """What carries over between chunks: the KV cache, the bridge carries, and how many tokens were seen.
+
+    ``carries`` is a list of (start position, (B, n, total * r)): per chunk, the down-projections of every
+    bridge, sources in increasing layer order; ``weights`` the stacked bridge weights (built once per state).
+    """
 
     cache: DynamicCache | None
-    carries: list[list[tuple[int, torch.Tensor]]] = field(default_factory=list)  # per bridge: (start, (B,n,r))
+    carries: list = field(default_factory=list)
     length: int = 0
+    weights: dict | None = None
 
 
 class TurboConnLM(nn.Module):
@@ -143,6 +150,7 @@ class TurboConnLM(nn.Module):
         self.config = lm.config
         self.bridges = [tuple(b) for b in bridges]
         self.rank, self.group_size = rank, group_size
+        self.fast = True  # grouped training/eval through fast_grouped (False: the reference chunk loop)
         self.m = multiplier * MULTIPLIER_SCALE
         h, std = lm.config.hidden_size, lm.config.initializer_range
         dtype = lm.model.embed_tokens.weight.dtype
@@ -159,16 +167,40 @@ class TurboConnLM(nn.Module):
     # -------------------------------------------------------------------------------------- one chunk
     def new_state(self, use_cache: bool = True) -> GroupedState:
         cache = DynamicCache(config=self.config) if use_cache else None
-        return GroupedState(cache=cache, carries=[[] for _ in self.bridges])
+        return GroupedState(cache=cache, carries=[], weights=self.stacked_bridges())
 
-    def _incoming(self, state: GroupedState, b: int, start: int, end: int) -> torch.Tensor | None:
-        """Carries c_{b, t-g} for t in [max(start, g), end), concatenated along time; None if there are none."""
+    def stacked_bridges(self) -> dict:
+        """Bridges stacked per source (one down-projection of all k_s bridges leaving s, (k_s * r, H)) and per
+        destination (one up-projection (H, k_d * r) of the concatenated incoming carries, m folded in, biases
+        summed, and the column index of each incoming carry in the concatenation of all sources' carries)."""
+        sources = sorted(self.by_source)
+        if not sources:
+            return {"sources": [], "down": {}, "up": {}}
+        dev = self.down[0].weight.device  # one device for all stacked weights (layer-wise dispatch moves h)
+        down = {s: (torch.cat([self.down[b].weight.to(dev) for b in self.by_source[s]]),
+                    torch.cat([self.down[b].bias.to(dev) for b in self.by_source[s]])) for s in sources}
+        offset, col = 0, {}
+        for s in sources:
+            for b in self.by_source[s]:
+                col[b] = offset
+                offset += self.rank
+        up = {}
+        for d, bs in self.by_dest.items():
+            # (H, total * r): zero columns for carries that do not feed d, so no gather per call
+            w = torch.zeros(self.config.hidden_size, offset, dtype=self.up[bs[0]].weight.dtype, device=dev)
+            for b in bs:
+                w = w.index_copy(1, torch.arange(col[b], col[b] + self.rank, device=dev), self.up[b].weight.to(dev))
+            up[d] = (w * self.m, torch.stack([self.up[b].bias.to(dev) for b in bs]).sum(0))
+        return {"sources": sources, "down": down, "up": up}
+
+    def _incoming(self, state: GroupedState, start: int, end: int) -> torch.Tensor | None:
+        """All carries c_{., t-g} for t in [max(start, g), end) (sources concatenated); None if there are none."""
         g = self.group_size
         lo, hi = max(start, g) - g, end - g
         if hi <= lo:
             return None
         pieces = []
-        for p_start, c in state.carries[b]:
+        for p_start, c in state.carries:
             a, z = max(lo, p_start), min(hi, p_start + c.shape[1])
             if a < z:
                 pieces.append(c[:, a - p_start: z - p_start])
@@ -177,26 +209,21 @@ class TurboConnLM(nn.Module):
             raise RuntimeError(f"bridge carries for positions [{lo}, {hi}) are missing (have {got})")
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
-    def _add_bridges(self, h: torch.Tensor, layer: int, state: GroupedState, start: int) -> torch.Tensor:
-        end = start + h.shape[1]
-        for b in self.by_dest.get(layer, ()):
-            c = self._incoming(state, b, start, end)
-            if c is None:
-                continue
-            up = self.up[b]
-            add = up(self.m * c.to(up.weight.device)).to(h.device)
-            skip = h.shape[1] - add.shape[1]  # tokens t < g receive nothing (no bias either)
-            if skip:
-                add = torch.cat([add.new_zeros(add.shape[0], skip, add.shape[2]), add], dim=1)
-            h = h + add
-        return h
+    def _add_bridges(self, h: torch.Tensor, layer: int, state: GroupedState, incoming) -> torch.Tensor:
+        if incoming is None or layer not in state.weights["up"]:
+            return h
+        w, bias = state.weights["up"][layer]
+        add = F.linear(incoming.to(w.device), w, bias).to(h.device)
+        skip = h.shape[1] - add.shape[1]  # tokens t < g receive nothing (no bias either)
+        if skip:
+            add = torch.cat([add.new_zeros(add.shape[0], skip, add.shape[2]), add], dim=1)
+        return h + add
 
-    def _record_carries(self, h: torch.Tensor, layer: int, state: GroupedState, start: int) -> None:
-        keep_from = start + h.shape[1] - self.group_size  # older carries can never be read again
-        for b in self.by_source.get(layer, ()):
-            down = self.down[b]
-            state.carries[b].append((start, down(h.to(down.weight.device))))
-            state.carries[b] = [(s, c) for s, c in state.carries[b] if s + c.shape[1] > keep_from]
+    def _record_carries(self, state: GroupedState, start: int, sent: list) -> None:
+        """Store this chunk's carries of all sources as one (B, n, total * r) entry; drop unreadable ones."""
+        keep_from = start + sent[0].shape[1] - self.group_size  # older carries can never be read again
+        kept = [(s, c) for s, c in state.carries if s + c.shape[1] > keep_from]
+        state.carries = kept + [(start, sent[0] if len(sent) == 1 else torch.cat(sent, dim=-1))]
 
     def forward_chunk(self, input_ids, attention_mask, state: GroupedState) -> torch.Tensor:
         """Logits of one chunk; ``attention_mask`` covers all tokens seen so far plus this chunk (or None)."""
@@ -211,12 +238,18 @@ class TurboConnLM(nn.Module):
             past_key_values=state.cache, position_ids=position_ids,
         )
         pos_emb = model.rotary_emb(h, position_ids=position_ids)
+        # every carry this chunk reads comes from earlier chunks (t - g < start when n <= g)
+        incoming = self._incoming(state, start, start + n) if self.bridges else None
+        down, sent = (state.weights["down"] if self.bridges else {}), []
         for i, layer in enumerate(model.layers[: self.config.num_hidden_layers]):
             h = layer(h, attention_mask=mask, position_embeddings=pos_emb, position_ids=position_ids,
                       past_key_values=state.cache, use_cache=state.cache is not None)
             if self.bridges:
-                h = self._add_bridges(h, i, state, start)  # 1. receive from token t - g (after layer d)
-                self._record_carries(h, i, state, start)  # 2. send from this layer (after step 1)
+                h = self._add_bridges(h, i, state, incoming)  # 1. receive from token t - g (after layer d)
+                if i in down:  # 2. send from this layer (after step 1)
+                    sent.append(F.linear(h.to(down[i][0].device), *down[i]))
+        if sent:
+            self._record_carries(state, start, sent)
         state.length = start + n
         return self.lm.lm_head(model.norm(h))
 
@@ -227,6 +260,12 @@ class TurboConnLM(nn.Module):
         if not grouped:
             logits = self.forward_chunk(input_ids, attention_mask, self.new_state(use_cache=False))
             return logits.to(input_ids.device)  # no-op unless dispatched over several GPUs
+        if self.fast and fast_grouped.supported(self):
+            return fast_grouped.grouped_forward(self, input_ids, attention_mask)
+        return self.forward_reference(input_ids, attention_mask)
+
+    def forward_reference(self, input_ids, attention_mask=None) -> torch.Tensor:
+        """The grouped rule run chunk by chunk through the Hugging Face layers and a DynamicCache (reference)."""
         state, outs, g = self.new_state(), [], self.group_size
         for i in range(0, input_ids.shape[1], g):
             mask = None if attention_mask is None else attention_mask[:, : i + g]
@@ -247,9 +286,12 @@ class TurboConnLM(nn.Module):
                 seq = torch.cat([seq, nxt], dim=1)
             return seq[:, input_ids.shape[1]:]
         state = self.new_state()
-        chunk = self.group_size if self.bridges else input_ids.shape[1]
-        for i in range(0, input_ids.shape[1], chunk):
-            logits = self.forward_chunk(input_ids[:, i: i + chunk], None, state)
+        if self.bridges and self.fast and fast_grouped.supported(self):  # prefill: the fast grouped pass
+            logits = fast_grouped.grouped_forward(self, input_ids, None, state)
+        else:
+            chunk = self.group_size if self.bridges else input_ids.shape[1]
+            for i in range(0, input_ids.shape[1], chunk):
+                logits = self.forward_chunk(input_ids[:, i: i + chunk], None, state)
         out = []
         for _ in range(max_new_tokens):
             nxt = logits[:, -1].argmax(-1, keepdim=True)
