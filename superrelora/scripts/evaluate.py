@@ -8,19 +8,12 @@ adds the original's buggy numbers next to the correct ones.
 """
 
 import argparse
-import json
 from pathlib import Path
-
-import torch
 
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runs import atomic_write_json
-from superrelora.checkpoint import load_final_model
 from superrelora.config import config_from_dict, load_config
-from superrelora.data import load_text_rows
-from superrelora.evaluate import evaluate_text
-from superrelora.model import load_base_model
-from superrelora.train import get_tokenizer
+from superrelora.preflight import check_dataset, check_model_name, read_json
 
 
 @cli_main
@@ -44,7 +37,15 @@ def main():
         cfg_path = Path(a.run_dir) / "config.json"
         if not cfg_path.is_file():
             raise UserError(f"{a.run_dir}: no config.json (not a training run directory)")
-        cfg = config_from_dict({**json.loads(cfg_path.read_text()), **over})
+        cfg = config_from_dict({**read_json(cfg_path, "run config"), **over})
+        check_dataset(cfg)
+        if not (Path(a.run_dir) / ("merged_model" if a.merged else "final_model")).is_dir():
+            raise UserError(f"{a.run_dir}: no {'merged_model' if a.merged else 'final_model'}/ (training did not "
+                            "finish, or it ran with --no_export)")
+        import torch
+
+        from superrelora.checkpoint import load_final_model
+
         if a.merged:
             from transformers import AutoModelForCausalLM
 
@@ -56,8 +57,16 @@ def main():
         out_path = Path(a.run_dir) / ("eval_results_merged.json" if a.merged else "eval_results.json")
     else:
         cfg = load_config(None, {"model_name": a.model_name, **over})
+        check_model_name(cfg.model_name)
+        check_dataset(cfg)
+        from superrelora.model import load_base_model
+
         model = load_base_model(cfg.model_name)
         out_path = Path("runs") / "eval_base.json"
+    from superrelora.data import load_text_rows
+    from superrelora.evaluate import evaluate_text
+    from superrelora.train import get_tokenizer
+
     rows = load_text_rows(cfg.dataset_name, "validation", cfg.dataset_config, cfg.num_eval_samples)
     res = evaluate_text(model.eval(), get_tokenizer(cfg), rows[: cfg.num_eval_samples], cfg.eval_max_length,
                         cfg.eval_batch_size, stream=True, legacy=a.legacy_eval)

@@ -23,13 +23,7 @@ from safetensors.torch import load_file, save_file
 from shared_utils.errors import UserError
 from shared_utils.runs import atomic_dir, atomic_torch_save, atomic_write_json
 from superrelora.model import base_weight_names, load_base_model
-
-STATE_FILE = "superrelora_state.safetensors"
-RUN_FILE = "superrelora_run.json"  # config + merge log of the run; written last, so it marks a complete checkpoint
-# Settings a resume must share with the checkpoint: anything else would silently train a different run.
-RESUME_KEYS = ("method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "merge_every", "merge_alpha",
-               "merge_split", "merge_moments", "relora_prune", "batch_size", "gradient_accumulation_steps", "seed",
-               "max_length", "scheduler.type")
+from superrelora.preflight import RUN_FILE, STATE_FILE, check_checkpoint, latest_checkpoint  # noqa: F401
 
 
 def state_to_save(model: torch.nn.Module, everything: bool = False) -> dict[str, torch.Tensor]:
@@ -85,76 +79,20 @@ def write_run_info(directory, step: int, config: dict, merges: list) -> Path:
     return atomic_write_json(Path(directory) / RUN_FILE, {"global_step": step, "config": config, "merges": merges})
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable or corrupt {what} ({type(exc).__name__}); the checkpoint is damaged, "
-                        "resume from an earlier one") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: corrupt {what} (not a JSON object)")
-    return data
-
-
-def read_run_info(directory: str | Path) -> dict:
-    """``superrelora_run.json`` of a checkpoint; {} when absent (older checkpoints): the caller falls back."""
-    path = Path(directory) / RUN_FILE
-    return _read_json(path, "run record") if path.is_file() else {}
-
-
-def _resume_view(config: dict) -> dict:
-    """The RESUME_KEYS of a config dict (``scheduler.type`` style for nested keys; method = effective method)."""
-    out = {}
-    for key in RESUME_KEYS:
-        head, _, tail = key.partition(".")
-        value = config.get(head)
-        if tail:
-            value = value.get(tail) if isinstance(value, dict) else None
-        out[key] = value
-    if config.get("use_base_model"):
-        out["method"] = "full"
-    return out
-
-
-def check_resume_config(saved: dict, new: dict) -> None:
-    """UserError naming every differing RESUME_KEY with both values (local fallback for
-    ``shared_utils.runs.check_resume_config``, not there yet)."""
-    a, b = _resume_view(saved), _resume_view(new)
-    diff = [f"{k}: checkpoint {a[k]!r}, now {b[k]!r}" for k in RESUME_KEYS if a[k] != b[k]]
-    if diff:
-        raise UserError("cannot resume with different settings (" + "; ".join(diff) + "); use the checkpoint's "
-                        "values or start a new output_dir")
-
-
 def validate_checkpoint(directory: str | Path, config: dict) -> dict:
-    """Before any model is built: the checkpoint's files load and its config matches ``config``.
-
-    Returns its run record ({} for a checkpoint without one). Truncated or corrupt files are one clear line.
-    """
+    """Before any model is built: the checkpoint's config matches ``config`` and its files parse; then its tensor
+    files load with safetensors / torch. Returns its run record ({} for a checkpoint without one)."""
     directory = Path(directory)
-    info = read_run_info(directory)
-    saved = info.get("config")
-    if saved is None and (directory.parent / "config.json").is_file():  # older checkpoints: the run's config.json
-        saved = _read_json(directory.parent / "config.json", "run config")
-    if saved is not None:
-        check_resume_config(saved, config)
-    if not (directory / STATE_FILE).is_file():
-        raise UserError(f"{directory}: no {STATE_FILE} (incomplete checkpoint, or not written by superrelora)")
+    info = check_checkpoint(directory, config)
     for path in sorted(directory.iterdir()):
-        if path.suffix == ".json":
-            _read_json(path, "checkpoint file")
-        elif path.suffix == ".safetensors":
-            _check_safetensors(path)
+        if path.suffix == ".safetensors":
+            try:
+                load_file(str(path))
+            except Exception as exc:  # safetensors raises its own error types
+                raise UserError(f"{path}: corrupt or truncated safetensors file ({type(exc).__name__})") from None
         elif path.suffix in (".pt", ".pth", ".bin"):
             _torch_load(path)
     return info
-
-
-def _check_safetensors(path: Path) -> None:
-    try:
-        load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for truncated/corrupt files
-        raise UserError(f"{path}: corrupt or truncated safetensors file ({' '.join(str(exc).split())[:120]})") from None
 
 
 def _torch_load(path: Path):
@@ -179,14 +117,6 @@ def load_checkpoint(directory, model, optimizer, scheduler) -> dict:
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["rng"])
     return json.loads((directory / "state.json").read_text())
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint (one with its run record, written last; a kill mid-save leaves none)."""
-    found = [p for p in Path(output_dir).glob("checkpoint-*")
-             if p.name.split("-")[-1].isdigit() and (p / RUN_FILE).is_file()]
-    found.sort(key=lambda p: int(p.name.split("-")[-1]))
-    return found[-1] if found else None
 
 
 def save_adapter_and_base(model: torch.nn.Module, directory: str | Path, everything: bool = False) -> Path:

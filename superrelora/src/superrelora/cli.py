@@ -12,7 +12,8 @@ import os
 
 import yaml
 
-from superrelora.config import check_output_dir, cli_keys, load_config
+from superrelora.config import cli_keys, load_config
+from superrelora.preflight import preflight
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,7 +44,7 @@ def parse(argv=None):
 def main(argv=None) -> dict:
     os.environ.setdefault("WANDB_MODE", "disabled")  # as the original script did
     cfg, args = parse(argv)  # validate first: a bad flag fails before torch/transformers are imported
-    check_output_dir(cfg.output_dir)
+    preflight(cfg)  # output dir, model name, data, resume checkpoint: one line before the slow imports
     from superrelora.train import run_training
 
     summary = run_training(cfg, export=not args.no_export)

@@ -36,6 +36,7 @@ from superrelora.config import TrainConfig, check_output_dir, config_to_dict
 from superrelora.data import PadCollator, load_text_rows, shuffled, tokenize_rows
 from superrelora.evaluate import evaluate_text
 from superrelora.merge import MergeHook
+from superrelora.preflight import check_dataset, check_model_name, resume_dir
 from superrelora.model import build_model, load_base_model, trainable_parameters
 from superrelora.tokenizer import ByteTokenizer
 
@@ -268,13 +269,7 @@ def _everything(cfg: TrainConfig) -> bool:
 
 
 def _resume_dir(cfg: TrainConfig) -> Path | None:
-    r = cfg.resume_from_checkpoint
-    if not r:
-        return None
-    path = latest_checkpoint(cfg.output_dir) if r == "latest" else Path(r)
-    if path is None or not path.is_dir():
-        raise UserError(f"resume_from_checkpoint={r}: no such checkpoint directory")
-    return path
+    return resume_dir(cfg)
 
 
 def _maybe_eval(setup: Setup, step: int) -> None:
@@ -328,6 +323,8 @@ def run_training(cfg: TrainConfig, base=None, tokenizer=None, export: bool = Tru
     Bad output paths and bad or mismatched checkpoints fail here, before data or models are loaded.
     """
     check_output_dir(cfg.output_dir)
+    check_model_name(cfg.model_name)
+    check_dataset(cfg)
     resume = _resume_dir(cfg)
     info = validate_checkpoint(resume, config_to_dict(cfg)) if resume is not None else {}
     setup = prepare(cfg, base, tokenizer)
