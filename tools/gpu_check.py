@@ -129,7 +129,7 @@ def plan(has_cuda: bool, installed: dict, projects: list[str], dry_run: bool = F
         backend = "vllm" if installed.get("hier_bd3lm", {}).get("vllm") else "hf"
         note = "vLLM" if backend == "vllm" else "vllm is not installed in hier_bd3lm's environment: HF backend"
         cmd = [_py(installed, "hier_bd3lm") or "python", "scripts/data_prep/generate_gsm8k_plans.py",
-               "--backend", backend, "--model", "smollm2-135m", "--split", "test", "--num_examples", "8",
+               "--backend", backend, "--model", "smollm2-135m", "--split", "test", "--num_examples", "6",
                "--batch_size", "8", "--max_tokens", "96", "--data_path", gsm8k,
                "--output_path", str(out / f"plans_{backend}.json"), "--no_resume"]
         items.append(Item(f"hier_bd3lm: plan generation ({backend})", "plans", "hier_bd3lm", cmd, TIMEOUTS["plans"],
