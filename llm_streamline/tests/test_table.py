@@ -5,6 +5,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,8 @@ def test_presets_and_dry_run(capsys):
     assert gpu.limit == 0 and gpu.ppl_blocks == 0 and len(gpu.task_list) == 8 and gpu.device == "cuda"
     jobs = plan(gpu)
     assert [j for j in jobs if j[0] == "train" and j[1] == 8] == [("train", 8, r) for r in TRAINED]
+    assert jobs.index(("train", 8, "llm")) + 1 == jobs.index(("eval", 8, "llm"))  # whole rows first
+    assert jobs[0] == ("train", 8, "mse")  # ... after the first training run, which yields the selection
     assert sorted({j[1] for j in jobs}) == [4, 6, 8, 10, 12]
     out = run_table(["--preset", "gpu", "--dry_run"])
     assert out["jobs"] == jobs and "[plan] eval 12 curve" in capsys.readouterr().out
@@ -108,3 +111,27 @@ def test_bad_table_flags():
         parse(["--eval_data_dir", "/nonexistent/data"])
     with pytest.raises(UserError, match="--curve_row"):
         parse(["--curve_row", "shortgpt"])
+
+
+@pytest.mark.slow  # ~1 min idle (lm-eval's task setup per row dominates)
+def test_run_table_end_to_end_on_a_tiny_model(tiny_dir, corpus, tmp_path):
+    """Training through the entry point, evaluation, assembly, curve and plots; a re-run skips every finished job."""
+    fixtures = str(Path(__file__).parent / "fixtures" / "tasks")
+    argv = ["--preset", "cpu", "--model_name", str(tiny_dir), "--data_path", str(corpus), "--ppl_data_path",
+            str(corpus), "--eval_data_dir", fixtures, "--tasks", "arc_easy", "--limit", "0", "--rows",
+            "original,none,shortgpt,mse_nosink", "--curve_n", "1", "--layer_intervals", "2", "--seq_len", "32",
+            "--cosine_num_data", "4", "--train_num_data", "16", "--num_test_blocks", "4", "--ppl_seq_len", "32",
+            "--ppl_blocks", "6", "--mse_epochs", "1", "--eval_batch_size", "4", "--work_dir", str(tmp_path / "w"),
+            "--out_dir", str(tmp_path / "r"), "--num_threads", "1"]
+    out = run_table(argv)
+    rows = {r["method"]: r for r in out["table"]["rows"]}
+    assert set(rows) == {ROWS[r] for r in ("original", "none", "shortgpt", "mse_nosink")}
+    assert rows[ROWS["original"]]["metrics"]["perplexity"]["n"] == 6 * 31
+    assert rows[ROWS["mse_nosink"]]["layers"] == 4 and rows[ROWS["mse_nosink"]]["train_tokens"] == 16 * 32
+    assert [r["n"] for r in out["curve"]["rows"]] == [0, 1, 1, 2, 2]
+    for name in ("table.json", "table.md", "pruning_curve.json", "pruning_curve.png", "training_curves.png",
+                 "cosine_scores.png"):
+        assert (tmp_path / "r" / name).is_file(), name
+    before = (tmp_path / "w" / "cpu" / "n2" / "eval" / "none" / "row.json").stat().st_mtime
+    run_table(argv)
+    assert (tmp_path / "w" / "cpu" / "n2" / "eval" / "none" / "row.json").stat().st_mtime == before

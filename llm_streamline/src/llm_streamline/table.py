@@ -129,10 +129,16 @@ def parse(argv=None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------------------------ plan and training
 def plan(a) -> list[tuple[str, int, str]]:
-    """Jobs in order: ("train" | "eval", n, row)."""
+    """Jobs in order: ("train" | "eval", n, row); row by row (a row's training, then its evaluation), so that an
+    interrupted run has whole rows."""
     n8 = a.layer_intervals
-    jobs = [("train", n8, r) for r in a.row_list if r in TRAINED]
-    jobs += [("eval", n8, r) for r in a.row_list]
+    jobs = []
+    for r in a.row_list:
+        jobs += ([("train", n8, r)] if r in TRAINED else []) + [("eval", n8, r)]
+    trained = [j for j in jobs if j[0] == "train"]
+    if trained:  # the first trained row's run also yields the selection (block, Block Influence) of none/shortgpt
+        jobs.remove(trained[0])
+        jobs.insert(0, trained[0])
     for n in a.curve:
         if n == n8:
             continue
@@ -165,8 +171,9 @@ def train(a, row: str, n: int, work: Path) -> dict:
     return json.loads((out / RECORD).read_text())
 
 
-def selection_record(work: Path, n: int) -> dict:
-    for row in TRAINED:
+def selection_record(work: Path, n: int, prefer=()) -> dict:
+    """Selection (best block, scores, Block Influence) saved by the first trained row at n (``prefer`` order)."""
+    for row in [r for r in prefer if r in TRAINED] + list(TRAINED):
         path = work / f"n{n}" / row / RECORD
         if path.is_file():
             return json.loads(path.read_text())
@@ -207,7 +214,7 @@ class Evaluator:
     def model(self, row: str, n: int):
         if row == "original":
             return self.original
-        rec = selection_record(self.work, n)
+        rec = selection_record(self.work, n, self.a.row_list)
         if row == "none":
             return streamline_model(self.original, rec["best_layer"], n)
         if row == "shortgpt":
@@ -277,7 +284,7 @@ def load_nll(work: Path, row: str, n: int) -> np.ndarray:
 
 def main_table(a, work: Path, command: str, wall: float) -> stats.ResultsTable:
     n, tasks, block = a.layer_intervals, a.task_list, a.ppl_seq_len - 1
-    rec = selection_record(work, n)
+    rec = selection_record(work, n, a.row_list)
     t = stats.ResultsTable(table="llm_streamline_table", command=command, preset=a.preset,
                            model=a.model_name, layer_intervals=n, best_layer=rec["best_layer"],
                            shortgpt_layers=lowest_influence_layers(rec["block_influence"], n), scores=rec["scores"])
@@ -452,7 +459,7 @@ def run_table(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if a.preset == "cpu" else f"_{a.preset}"
     main.write(out / f"table{suffix}")
-    plot_scores(selection_record(work, a.layer_intervals), out / f"cosine_scores{suffix}.png")
+    plot_scores(selection_record(work, a.layer_intervals, a.row_list), out / f"cosine_scores{suffix}.png")
     plot_training(work, a, out / f"training_curves{suffix}.png")
     result = {"table": main.to_dict()}
     if a.curve:
