@@ -72,6 +72,8 @@ class TrainConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     target_modules: list = field(default_factory=lambda: list(LLAMA_TARGETS))
+    extra_trainable: list = field(default_factory=list)  # LoRA methods: parameter-name substrings that also train
+    # in full rank (ReLoRA pre-training trains embeddings, norms and lm_head: ["embed_tokens", "norm", "lm_head"])
     merge_every: int = 100  # optimizer updates between partial merges (0 = never)
     merge_alpha: float = 0.1  # share of the adapter moved into the base weight per merge
     merge_split: str = "sqrt"  # sqrt | b_only | reference (the original's (1-a)^2 shrink)

@@ -57,6 +57,10 @@ def build_model(cfg, base: torch.nn.Module | None = None) -> torch.nn.Module:
     model = get_peft_model(base, lora_config(cfg, resolve_targets(base, cfg.target_modules)))
     if method == "as_run":  # the original never froze anything (bug 2); kept only to reproduce its numbers
         model.requires_grad_(True)
+    extra = list(getattr(cfg, "extra_trainable", []) or [])
+    for name, p in model.named_parameters():  # e.g. embeddings / norms / lm_head in ReLoRA-style pre-training
+        if extra and "lora_" not in name and "base_layer" not in name and any(e in name for e in extra):
+            p.requires_grad_(True)
     return model
 
 

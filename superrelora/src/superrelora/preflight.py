@@ -20,7 +20,7 @@ from superrelora.config import TrainConfig, check_output_dir, config_to_dict
 RUN_FILE = "superrelora_run.json"  # config + merge log of the run; written last, so it marks a complete checkpoint
 STATE_FILE = "superrelora_state.safetensors"
 # Settings a resume must share with the checkpoint: anything else would silently train a different run.
-RESUME_KEYS = ("method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "merge_every", "merge_alpha",
+RESUME_KEYS = ("method", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "extra_trainable", "merge_every", "merge_alpha",
                "merge_split", "merge_moments", "relora_prune", "batch_size", "gradient_accumulation_steps", "seed",
                "max_length", "scheduler.type")
 

@@ -249,6 +249,8 @@ def train_manual(setup: Setup) -> dict:
         model.zero_grad()
         step = step_idx + 1
         merge = setup.hook.on_update(step, model, opt)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # honest per-update times on GPU (kernels are asynchronous)
         times.append(time.perf_counter() - t0)
         record_step(setup, step, step / _updates_per_epoch(setup), loss_sum, lr, merge)
         if cfg.save_steps > 0 and step % cfg.save_steps == 0 and step < setup.total_steps:
