@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_streamline import llm_train
+from llm_streamline import llm_train, mse_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,11 +34,14 @@ def weights(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_llmloss_two_ranks_equal_one_rank(tiny_dir, corpus, tmp_path):
-    llm_train.run(flags(tiny_dir, corpus, tmp_path / "one", 4))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}
+@pytest.mark.parametrize("entry", ["llm", "mse"])
+def test_two_ranks_equal_one_rank(entry, tiny_dir, corpus, tmp_path):
+    module, script = (llm_train, "llmloss_entry.py") if entry == "llm" else (mse_train, "mseloss_entry.py")
+    module.run(flags(tiny_dir, corpus, tmp_path / "one", 4))
+    port = "29517" if entry == "llm" else "29519"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": port}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29517", str(ROOT / "llmloss_entry.py"), *flags(tiny_dir, corpus, tmp_path / "two", 2)],
+                           port, str(ROOT / script), *flags(tiny_dir, corpus, tmp_path / "two", 2)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("saved ") == 1  # rank 0 writes, once
@@ -48,4 +51,5 @@ def test_llmloss_two_ranks_equal_one_rank(tiny_dir, corpus, tmp_path):
         torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=0, msg=name)
     ha = json.loads((tmp_path / "one" / "streamline.json").read_text())["history"]
     hb = json.loads((tmp_path / "two" / "streamline.json").read_text())["history"]
-    assert ha["lr"] == pytest.approx(hb["lr"]) and ha["val_loss"] == pytest.approx(hb["val_loss"], abs=1e-5)
+    val = "val_loss" if entry == "llm" else "val_mse"
+    assert ha["lr"] == pytest.approx(hb["lr"]) and ha[val] == pytest.approx(hb[val], abs=1e-5)
