@@ -30,6 +30,7 @@ def main():
     p.add_argument("--results", default="results", help="where the table and PNGs go")
     p.add_argument("--rows", default=None, help="comma-separated subset of rows")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
+    p.add_argument("--sweep_seeds", default=None, help="seeds of the merge_every sweep rows (default: all)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 on a shared machine)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dry_run", action="store_true", help="the preset's code path with 2 updates, no results")
@@ -45,6 +46,10 @@ def main():
         seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else None
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, got {a.seeds!r}") from None
+    try:
+        sweep_seeds = [int(s) for s in a.sweep_seeds.split(",")] if a.sweep_seeds else None
+    except ValueError:
+        raise UserError(f"--sweep_seeds must be comma-separated integers, got {a.sweep_seeds!r}") from None
     if a.threads is not None and a.threads < 1:
         raise UserError(f"--threads must be >= 1, got {a.threads}")
     text_file = Path(a.text_file) if a.text_file else None
@@ -68,7 +73,7 @@ def main():
         seeds = seeds or [0]
     t0 = time.time()
     records = pt.run_all(a.preset, out_root, None if text_file else data_dir, text_file, rows, seeds, ROOT,
-                         a.device)
+                         a.device, sweep_seeds=sweep_seeds)
     if a.dry_run:
         print(f"[pretrain] dry run of preset {a.preset}: {len(records)} records in {out_root}, no results written")
         return

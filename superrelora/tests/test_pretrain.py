@@ -54,8 +54,9 @@ def test_rows_share_warm_start_and_data_and_resume(tmp_path, tiny_preset):
 
 
 def test_table_has_intervals_comparisons_and_plots(tmp_path, tiny_preset):
-    recs = pt.run_all("tiny_test", tmp_path / "runs", text_file=TEXT, rows=["full", "lora", "superrelora_a0.5"],
-                      seeds=[0, 1], log=lambda *_: None)
+    recs = pt.run_all("tiny_test", tmp_path / "runs", text_file=TEXT, seeds=[0, 1], sweep_seeds=[0],
+                      rows=["full", "lora", "superrelora_a0.5", "sweep_a0.5_every4"], log=lambda *_: None)
+    assert [r["seed"] for r in recs if r["row"] == "sweep_a0.5_every4"] == [0]  # sweep rows: sweep seeds only
     data = json.loads((tmp_path / "runs" / "data.json").read_text())
     d = pt.assemble(recs, "tiny_test", "pytest", 1.0, data, tmp_path / "res", tmp_path / "runs")
     rows = {r["method"]: r for r in d["rows"]}
@@ -64,6 +65,7 @@ def test_table_has_intervals_comparisons_and_plots(tmp_path, tiny_preset):
         for name, m in r["metrics"].items():
             assert len(m["ci95"]) == 2 and m["ci95"][0] <= m["mean"] <= m["ci95"][1], (r["method"], name)
     assert rows["LoRA"]["metrics"]["perplexity"]["seeds"] == 2
+    assert rows["SuperReLoRA exact a=0.5 merge_every=4"]["metrics"]["perplexity"]["seeds"] == 1
     comps = {(c["a"], c["b"], c["metric"]) for c in d["comparisons"]}
     assert ("Full-rank", "LoRA", "eval_loss") in comps and ("SuperReLoRA exact a=0.5", "LoRA", "perplexity") in comps
     assert d["verdict"] and any("gap" in n for n in d["notes"])

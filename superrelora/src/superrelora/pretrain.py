@@ -274,8 +274,12 @@ def run_row(p: dict, data: dict, seed: int, row: str, spec: dict, warm, root: Pa
 
 def run_all(preset: str, out_root: Path, data_dir: Path | None = None, text_file: Path | None = None,
             rows: list[str] | None = None, seeds: list[int] | None = None, root: Path | None = None,
-            device: str = "auto", log=print) -> list[dict]:
-    """Every (seed, row) not yet on disk; returns all row records (new and cached)."""
+            device: str = "auto", log=print, sweep_seeds: list[int] | None = None) -> list[dict]:
+    """Every (seed, row) not yet on disk; returns all row records (new and cached).
+
+    Order: the main rows for every seed first, then the merge_every sweep rows (for ``sweep_seeds``, default all
+    seeds), so a run cut short still leaves complete main rows.
+    """
     from shared_utils.models import pick_device
 
     p = dict(PRESETS[preset])
@@ -288,25 +292,28 @@ def run_all(preset: str, out_root: Path, data_dir: Path | None = None, text_file
         f"tokens; UNK rate train {data['unk_rate_train']:.3f}, held-out {data['unk_rate_eval']:.3f}")
     spec = rows_for(p)
     chosen = rows or list(spec)
-    records = []
-    for seed in seeds if seeds is not None else p["seeds"]:
+    seeds = seeds if seeds is not None else p["seeds"]
+    sweep_seeds = seeds if sweep_seeds is None else [s for s in sweep_seeds if s in seeds]
+    jobs = [(s, r) for s in seeds for r in chosen if not spec[r].get("sweep")]
+    jobs += [(s, r) for s in sweep_seeds for r in chosen if spec[r].get("sweep")]
+    records, warm = [], {}
+    for seed, row in jobs:
         seed_dir = out_root / f"seed{seed}"
-        warm, info = None, None
-        for row in chosen:
-            path = seed_dir / row / "row.json"
-            if path.is_file():
-                records.append(json.loads(path.read_text()))
-                continue
-            if warm is None:
-                warm, info = warm_start(p, data, seed, root, seed_dir, dev)
-                log(f"[pretrain] seed {seed}: warm start ready ({info['wall_s']:.0f} s)")
-            t0 = time.perf_counter()
-            rec = run_row(p, data, seed, row, spec[row], warm, root, seed_dir, dev)
-            atomic_write_json(path, rec)
-            records.append(rec)
-            log(f"[pretrain] seed {seed} {row}: ppl {rec['perplexity']:.2f}, eff. rank {rec['rank']['effective_rank']:.1f}, "
-                f"{rec['steps_per_s']:.2f} steps/s, {time.perf_counter() - t0:.0f} s")
-        wpath = seed_dir / "warm_start.json"
+        path = seed_dir / row / "row.json"
+        if path.is_file():
+            records.append(json.loads(path.read_text()))
+            continue
+        if seed not in warm:
+            warm[seed], info = warm_start(p, data, seed, root, seed_dir, dev)
+            log(f"[pretrain] seed {seed}: warm start ready ({info['wall_s']:.0f} s)")
+        t0 = time.perf_counter()
+        rec = run_row(p, data, seed, row, spec[row], warm[seed], root, seed_dir, dev)
+        atomic_write_json(path, rec)
+        records.append(rec)
+        log(f"[pretrain] seed {seed} {row}: ppl {rec['perplexity']:.2f}, eff. rank {rec['rank']['effective_rank']:.1f}, "
+            f"{rec['steps_per_s']:.2f} steps/s, {time.perf_counter() - t0:.0f} s")
+    for seed in seeds:
+        wpath = out_root / f"seed{seed}" / "warm_start.json"
         if wpath.is_file():
             w = json.loads(wpath.read_text())
             records.append({"row": "warm_start", "label": "Warm start only (no further training)", "seed": seed,
@@ -331,7 +338,7 @@ def assemble(records: list[dict], preset: str, command: str, wall_s: float, data
         by_row.setdefault(r["row"], []).append(r)
     for rs in by_row.values():
         rs.sort(key=lambda r: r["seed"])
-    seeds = sorted({r["seed"] for r in records})
+    seeds = sorted({r["seed"] for r in records if r["row"] in spec and not spec[r["row"]].get("sweep")})
     t = stats.ResultsTable(table="pretrain_table", command=command, preset=preset, scale=scale_line(p),
                            data={k: data[k] for k in ("sources", "train_tokens", "eval_tokens", "unk_rate_train",
                                                       "unk_rate_eval", "vocab_in_train")}, seeds=seeds)
@@ -340,7 +347,8 @@ def assemble(records: list[dict], preset: str, command: str, wall_s: float, data
     nll = {}
     for row in ["warm_start", *spec]:
         rs = by_row.get(row)
-        if not rs or [r["seed"] for r in rs] != seeds:
+        is_sweep = row in spec and spec[row].get("sweep")
+        if not rs or (not is_sweep and [r["seed"] for r in rs] != seeds):
             continue
         label = labels[row]
         m = np.array([r["eval_nll"] for r in rs])
@@ -355,7 +363,7 @@ def assemble(records: list[dict], preset: str, command: str, wall_s: float, data
                   "tokens_seen": first.get("tokens_seen")}
         t.add(label, "perplexity", ppl, **{k: v for k, v in fields.items() if v is not None})
         t.add(label, "eval_loss", loss)
-        if row != "warm_start":
+        if row != "warm_start" and len(rs) >= 2:  # per-run metrics need >= 2 seeds for a t-interval
             t.add(label, "effective_rank_dW", stats.metric_seeds([r["rank"]["effective_rank"] for r in rs]))
             t.add(label, "steps_per_s", stats.metric_seeds([r["steps_per_s"] for r in rs]))
             t.add(label, "wall_s", stats.metric_seeds([r["wall_s"] for r in rs]))
@@ -433,11 +441,16 @@ def plot_sweep(by_row: dict, p: dict, labels: dict, out_png: Path) -> None:
     from shared_utils import stats
 
     sa = p["sweep_alpha"]
+    sweep_rows = [k for k in by_row if k.startswith(f"sweep_a{sa}_")]
+    if not sweep_rows:
+        return
+    seeds = sorted({r["seed"] for k in sweep_rows for r in by_row[k]})
     pts = []
     for every in sorted([*p["sweep"], p["merge_every"]]):
         row = f"superrelora_a{sa}" if every == p["merge_every"] else f"sweep_a{sa}_every{every}"
-        if row in by_row:
-            m = stats.metric_seeds_examples(np.array([r["eval_nll"] for r in by_row[row]]))
+        rs = [r for r in by_row.get(row, []) if r["seed"] in seeds]
+        if rs:
+            m = stats.metric_seeds_examples(np.array([r["eval_nll"] for r in rs]))
             pts.append((every, math.exp(m["mean"]), math.exp(m["ci95"][0]), math.exp(m["ci95"][1])))
     if not pts:
         return
@@ -445,14 +458,15 @@ def plot_sweep(by_row: dict, p: dict, labels: dict, out_png: Path) -> None:
     x, y, lo, hi = (np.array(v) for v in zip(*pts))
     ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=f"SuperReLoRA exact a={sa}")
     for row, style in (("lora", "--"), ("full", ":"), ("relora", "-.")):
-        if row in by_row:
-            v = math.exp(float(np.mean([r["eval_nll"] for r in by_row[row]])))
+        rs = [r for r in by_row.get(row, []) if r["seed"] in seeds]
+        if rs:
+            v = math.exp(float(np.mean([r["eval_nll"] for r in rs])))
             ax.axhline(v, ls=style, color="grey", lw=1)
             ax.annotate(labels[row], (x.max(), v), fontsize=7, ha="right", va="bottom")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("merge_every (updates)")
     ax.set_ylabel("held-out perplexity (95% CI)")
-    ax.set_title("Sensitivity to merge_every")
+    ax.set_title(f"Sensitivity to merge_every (seeds {', '.join(map(str, seeds))})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
