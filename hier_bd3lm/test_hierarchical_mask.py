@@ -7,12 +7,14 @@ python test_hierarchical_mask.py [--output_plot hierarchical_mask.png] [--exec_s
 import argparse
 import sys
 
-import torch
-
-from hier_bd3lm.masks import brute_force_hierarchical_mask, create_hierarchical_mask
+from shared_utils.errors import UserError, cli_main
 
 
 def check(Q, P, E, bs, fork_variant=False):
+    import torch
+
+    from hier_bd3lm.masks import brute_force_hierarchical_mask, create_hierarchical_mask
+
     m = create_hierarchical_mask(Q + P + E, bs, Q, P, E, "sdpa", fork_variant)
     n = Q + 2 * P + 2 * E
     assert m.shape == (n, n), m.shape
@@ -30,11 +32,17 @@ def check(Q, P, E, bs, fork_variant=False):
     return m
 
 
+@cli_main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output_plot", default=None, help="heat map PNG (default: none)")
     p.add_argument("--exec_sees_noisy_plan", action="store_true", help="the fork's rule 7 variant")
     args = p.parse_args(argv)
+    if args.output_plot:
+        from hier_bd3lm.guards import check_output_path
+
+        if check_output_path(args.output_plot, "--output_plot").is_dir():
+            raise UserError(f"--output_plot {args.output_plot} is a directory, not a file")
     shapes = [(64, 64, 128, 16), (128, 128, 256, 8), (256, 256, 512, 16), (64, 192, 256, 32)]
     for Q, P, E, bs in shapes:
         check(Q, P, E, bs, args.exec_sees_noisy_plan)

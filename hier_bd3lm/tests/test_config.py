@@ -38,7 +38,9 @@ def test_flat_layout_length():
 
 
 def test_mdlm_is_one_block():
-    assert parse_overrides(["algo=mdlm"]).block_size == 384
+    assert parse_overrides(["algo=mdlm", "training.hierarchical.enabled=false"]).block_size == 256
+    with pytest.raises(UserError, match="plan would attend to the execution"):
+        parse_overrides(["algo=mdlm"])  # one block over [P | E] would let the plan see the execution
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -51,6 +53,11 @@ def test_mdlm_is_one_block():
     (["sampling.nucleus_p=0"], "nucleus_p"),
     (["trainer.max_steps=abc"], "bad config"),
     (["justaword"], "key=value"),
+    (["optim.lr=-1e-3"], "optim.lr must be > 0"),
+    (["optim.lr=0"], "optim.lr must be > 0"),
+    (["loader.batch_size=0"], "batch_size"),
+    (["training.ema=1.5"], "training.ema"),
+    (["data.max_vocab=-5"], "max_vocab"),
 ])
 def test_bad_configs(args, msg):
     with pytest.raises(UserError, match=msg):

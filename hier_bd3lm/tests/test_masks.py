@@ -77,3 +77,26 @@ def test_positions_shared_by_both_copies():
     a = training_attributes(Layout(2, 4, 4, 2))
     noisy, clean = a["pos"][a["kind"] == 1], a["pos"][a["kind"] == 2]
     assert torch.equal(noisy, clean) and torch.equal(noisy, torch.arange(2, 10))
+
+
+def test_block_that_straddles_plan_and_exec_is_refused():
+    # B=4 with P=6 used to put plan tokens 4-5 and exec tokens 0-1 in one block (8 plan->exec cells open)
+    with pytest.raises(ValueError, match="does not divide plan_len 6"):
+        create_hierarchical_mask(6 + 6 + 8, 4, 6, 6, 8)
+    with pytest.raises(ValueError, match="does not divide exec_len 6"):
+        Layout(4, 8, 6, 4)
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        Layout(4, 8, 8, 0)
+    # a dividing block size keeps the plan blind to the execution
+    m = create_hierarchical_mask(6 + 8 + 8, 4, 6, 8, 8)
+    plan = slice(6, 6 + 16)
+    assert not m[plan, 6 + 16:].any()
+
+
+def test_config_refuses_straddling_block_before_any_work():
+    from hier_bd3lm.config import parse_overrides
+    from shared_utils.errors import UserError
+
+    with pytest.raises(UserError, match="does not divide plan_len 6"):
+        parse_overrides(["block_size=4", "training.hierarchical.question_len=4", "training.hierarchical.plan_len=6",
+                         "training.hierarchical.exec_len=8", "training.hierarchical.total_len=18"])

@@ -82,3 +82,28 @@ def test_malformed_record_is_one_line_with_file_and_line(tmp_path):
     bad.write_text('[\n  {"question": "q", "plan": "p", "execution": "e", "answer_numerical": "1"},\n  {"question": "q"}\n]\n')
     r = run("gsm8k_dataloader.py", "--data_path", str(bad), "--tokenizer", "char")
     assert r.returncode == 2 and f"{bad}:3:" in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_analysis_prints_inf_ratio_for_number_free_plans(tmp_path):
+    recs = [{"id": "a", "question": "q", "plan": "Add them.", "execution": "2+3=5", "answer_numerical": "5"}]
+    (tmp_path / "r.json").write_text(json.dumps(recs))
+    r = run("scripts/analysis/analyze_gsm8k_plans.py", "--data_path", str(tmp_path / "r.json"),
+            "--output_plot", str(tmp_path / "a.png"), "--output_json", str(tmp_path / "a.json"))
+    assert r.returncode == 0, r.stderr
+    assert "numbers inf" in r.stdout and "e+" not in r.stdout and "2445" not in r.stdout
+    assert json.loads((tmp_path / "a.json").read_text())["number_ratio"] is None
+
+
+@pytest.mark.parametrize("script,flag", [
+    ("scripts/data_prep/generate_gsm8k_plans.py", "--output_path"),
+    ("scripts/analysis/analyze_gsm8k_plans.py", "--output_plot"),
+    ("test_hierarchical_mask.py", "--output_plot"),
+])
+def test_output_path_under_a_file_is_one_line(tmp_path, script, flag):
+    (tmp_path / "afile").write_text("x")
+    extra = {"scripts/data_prep/generate_gsm8k_plans.py": ["--backend", "rule", "--data_path",
+                                                           str(FIXTURES / "gsm8k_train.jsonl")],
+             "scripts/analysis/analyze_gsm8k_plans.py": ["--data_path", str(FIXTURES / "hier_gsm8k_test.json")]}
+    r = run(script, *extra.get(script, []), flag, str(tmp_path / "afile" / "out.png"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "is a file" in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0

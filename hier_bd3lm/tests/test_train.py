@@ -15,7 +15,7 @@ from hier_bd3lm.config import parse_overrides
 from hier_bd3lm.diffusion import BlockDiffusion
 from hier_bd3lm.evaluate import load_checkpoint
 from hier_bd3lm.train import checkpoint_path, train
-from shared_utils.errors import NonFiniteLossError
+from shared_utils.errors import NonFiniteLossError, UserError
 
 BASE = ["model=micro", "data.tokenizer=char", f"data.train_path={FIXTURES / 'hier_gsm8k_train.json'}",
         f"data.test_path={FIXTURES / 'hier_gsm8k_test.json'}", "training.hierarchical.question_len=32",
@@ -107,3 +107,29 @@ def test_from_pretrained_loads_weights_and_tokenizer(tmp_path):
     assert out["step"] == 1
     with pytest.raises(Exception, match="does not exist"):
         train(cfg_for(tmp_path / "c", "trainer.max_steps=1", f"training.from_pretrained={tmp_path}/none.ckpt"))
+
+
+@pytest.mark.parametrize("change,keys", [
+    (["training.hierarchical.question_len=16", "training.hierarchical.total_len=112"], "training.hierarchical.question_len"),
+    (["data.tokenizer=smollm2-135m"], "data.tokenizer"),
+    (["algo=ar"], "algo.name"),
+    (["model.hidden_size=64"], "model.hidden_size"),
+])
+def test_resume_with_another_config_is_refused(tmp_path, change, keys):
+    train(cfg_for(tmp_path, "trainer.max_steps=1", "trainer.val_check_interval=1"))
+    with pytest.raises(UserError, match=keys.replace(".", r"\.")):
+        train(cfg_for(tmp_path, "trainer.max_steps=2", *change))
+
+
+def test_corrupt_checkpoint_and_output_under_a_file_are_one_line(tmp_path):
+    cfg = cfg_for(tmp_path / "run", "trainer.max_steps=1", "trainer.val_check_interval=1")
+    train(cfg)
+    ckpt = checkpoint_path(cfg)
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # truncated
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        train(cfg_for(tmp_path / "run", "trainer.max_steps=2"))
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        load_checkpoint(ckpt)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        train(cfg_for(tmp_path / "afile" / "run", "trainer.max_steps=1"))

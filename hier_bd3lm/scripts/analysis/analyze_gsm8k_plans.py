@@ -7,8 +7,9 @@ python scripts/analysis/analyze_gsm8k_plans.py --data_path data/gsm8k/gsm8k_hier
 import argparse
 
 from hier_bd3lm.analysis import CATEGORIES, analyze, count_numbers, plot, report_lines
-from hier_bd3lm.data import read_records
-from shared_utils.errors import cli_main
+from hier_bd3lm.guards import check_output_path
+from hier_bd3lm.records import read_records
+from shared_utils.errors import UserError, cli_main
 from shared_utils.runs import atomic_write_json
 
 
@@ -26,6 +27,11 @@ def parse_args(argv=None):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
+    for flag, path in (("--output_plot", args.output_plot), ("--output_json", args.output_json)):
+        if path is not None and (check_output_path(path, flag).is_dir()):
+            raise UserError(f"{flag} {path} is a directory, not a file")
+    if args.num_samples < 0:
+        raise UserError(f"--num_samples must be >= 0, got {args.num_samples}")
     recs = read_records(args.data_path)
     res = analyze(recs, args.strip_annotations)
     print("\n".join(report_lines(res)))

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hier_bd3lm.data import read_records
+from hier_bd3lm.guards import check_output_path
 from hier_bd3lm.plans import build_record, make_backend
+from hier_bd3lm.records import read_records
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runs import atomic_write_text
 
@@ -38,7 +39,9 @@ def parse_args(argv=None):
     p.add_argument("--backend", default="auto", choices=["auto", "vllm", "hf", "rule"],
                    help="auto: vllm when installed, else hf")
     p.add_argument("--data_path", default=None, help="local GSM8K dir/jsonl (offline); default: Hub openai/gsm8k")
-    p.add_argument("--prompt_style", default="readme", choices=["readme", "fork"])
+    p.add_argument("--prompt_style", default="fewshot", choices=["fewshot", "readme", "fork"],
+                   help="fewshot: three abstract-plan examples (default); readme: the README prompt with one example")
+    p.add_argument("--suppress_digits", action="store_true", help="hf backend: forbid tokens with digits while decoding")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no_resume", action="store_true", help="overwrite an existing output file")
     p.add_argument("--threads", type=int, default=1,
@@ -61,12 +64,26 @@ def generate(args) -> dict:
 
     if args.batch_size < 1 or (args.num_examples is not None and args.num_examples < 1):
         raise UserError("--batch_size and --num_examples must be >= 1")
+    if args.max_tokens < 1 or args.tensor_parallel_size < 1 or args.temperature < 0 or not 0 < args.top_p <= 1:
+        raise UserError("--max_tokens and --tensor_parallel_size must be >= 1, --temperature >= 0, --top_p in (0, 1]")
+    out = check_output_path(args.output_path, "--output_path")
+    if out.is_dir():
+        raise UserError(f"--output_path {out} is a directory, not a file")
+    if args.backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise UserError("vLLM is not installed (pip install vllm, GPU only); use --backend hf or --backend rule")
+    if args.backend != "rule":  # an unknown model offline fails here, before torch/transformers are imported
+        from shared_utils.models import is_embedded, resolve_model_path
+
+        if not is_embedded(args.model) and not Path(args.model).is_dir():
+            resolve_model_path(args.model, flag="--model")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     rows = load_gsm8k(args.split, args.data_path, args.num_examples)
-    out = Path(args.output_path)
     done = []
     if out.is_file() and not args.no_resume:
         done = read_records(out)
@@ -78,7 +95,7 @@ def generate(args) -> dict:
     t0, n_new = time.perf_counter(), 0
     if todo:
         backend = make_backend(backend_name, args.model, args.temperature, args.top_p, args.max_tokens,
-                               args.prompt_style, args.tensor_parallel_size, args.seed)
+                               args.prompt_style, args.tensor_parallel_size, args.seed, args.suppress_digits)
         t0 = time.perf_counter()
         for s in tqdm(range(0, len(todo), args.batch_size), desc=f"plans ({backend_name})", file=sys.stderr):
             idx = todo[s:s + args.batch_size]

@@ -55,13 +55,22 @@ def analyze(records: list[dict], strip_annotations: bool = False) -> dict:
         "plan_ops_mean": mean(po), "exec_ops_mean": mean(eo),
         "plan_words_mean": mean(pl), "plan_words_median": statistics.median(pl),
         "exec_words_mean": mean(el), "exec_words_median": statistics.median(el),
-        "number_ratio": mean(en) / (mean(pn) + 1e-10), "ops_ratio": mean(eo) / (mean(po) + 1e-10),
+        # null (rendered "inf") when the plans have none: the fork divided by 1e-10 and printed 1e11
+        "number_ratio": mean(en) / mean(pn) if mean(pn) else None,
+        "ops_ratio": mean(eo) / mean(po) if mean(po) else None,
         "categories": cats,
         "good_abstraction_rate": 100.0 * sum(x <= 2 for x in pn) / n,
         "pct_plans_gt5_numbers": cats["Too concrete (>5)"]["percent"],
         "_series": {"plan_numbers": pn, "exec_numbers": en, "plan_ops": po, "exec_ops": eo,
                     "plan_words": pl, "exec_words": el},
     }
+
+
+def ratio_text(num: float, den: float) -> str:
+    """exec/plan ratio as text; `inf` when the plans have none (the fork divided by 1e-10 and printed 1e11)."""
+    if den == 0:
+        return "inf" if num > 0 else "n/a (both 0)"
+    return f"{num / den:.2f}x"
 
 
 def report_lines(res: dict) -> list[str]:
@@ -72,7 +81,8 @@ def report_lines(res: dict) -> list[str]:
            f"Operations: plan {res['plan_ops_mean']:.2f}, execution {res['exec_ops_mean']:.2f}",
            f"Words: plan {res['plan_words_mean']:.1f} (median {res['plan_words_median']:.1f}), "
            f"execution {res['exec_words_mean']:.1f} (median {res['exec_words_median']:.1f})",
-           f"Ratio exec/plan: numbers {res['number_ratio']:.2f}x, operations {res['ops_ratio']:.2f}x",
+           f"Ratio exec/plan: numbers {ratio_text(res['exec_numbers_mean'], res['plan_numbers_mean'])}, "
+           f"operations {ratio_text(res['exec_ops_mean'], res['plan_ops_mean'])}",
            "Abstraction quality:"]
     out += [f"  {k:<26} {v['count']:>6} ({v['percent']:.1f}%)" for k, v in res["categories"].items()]
     out.append(f"Good abstraction rate (<=2 numbers): {res['good_abstraction_rate']:.1f}%")

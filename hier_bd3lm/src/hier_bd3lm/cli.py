@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 
-from hier_bd3lm.config import Config, parse_overrides
+from hier_bd3lm.config import Config, parse_overrides, to_dict
+from shared_utils.errors import UserError
 from shared_utils.models import pick_device
 from shared_utils.runs import atomic_write_json
 
 
 def run(args: list[str]) -> dict:
     cfg = parse_overrides(args)
+    preflight(cfg)
     if cfg.trainer.num_threads:
         import torch
 
@@ -31,9 +33,50 @@ def run(args: list[str]) -> dict:
     return out
 
 
+def preflight(cfg: Config) -> None:
+    """Checks that need neither torch nor a model, so bad input fails in about a second with one line."""
+    from hier_bd3lm.guards import (
+        check_checkpoint_file,
+        check_output_dir,
+        check_output_path,
+        check_resume_config,
+        load_json_file,
+    )
+    from hier_bd3lm.records import read_records
+
+    if cfg.eval.output_path and check_output_path(cfg.eval.output_path, "eval.output_path").is_dir():
+        raise UserError(f"eval.output_path {cfg.eval.output_path} is a directory, not a file")
+    if cfg.mode != "train":
+        if cfg.eval.checkpoint_path is None:
+            raise UserError("eval.checkpoint_path is required for this mode")
+        check_checkpoint_file(cfg.eval.checkpoint_path)
+        if cfg.data.test_path:
+            read_records(cfg.data.test_path)
+        return
+    save = check_output_dir(cfg.checkpointing.save_dir, "checkpointing.save_dir")
+    ckpt = save / "checkpoints" / "last.ckpt"
+    if cfg.checkpointing.resume_from_ckpt and ckpt.exists():
+        sidecar = ckpt.with_suffix(".json")
+        if sidecar.is_file():
+            check_resume_config(load_json_file(sidecar, "checkpoint config").get("config", {}), to_dict(cfg),
+                                where=str(ckpt))
+        check_checkpoint_file(ckpt)
+    for path in (cfg.data.train_path, cfg.data.test_path):
+        if path:
+            read_records(path)
+    if cfg.training.from_pretrained:
+        check_checkpoint_file(cfg.training.from_pretrained, "training.from_pretrained checkpoint")
+    name = cfg.data.tokenizer
+    if name != "char":
+        from shared_utils.models import is_embedded, resolve_model_path
+
+        if not is_embedded(name):
+            resolve_model_path(name, flag="data.tokenizer=")
+
+
 def evaluate_mode(cfg: Config) -> dict:
     from hier_bd3lm.evaluate import evaluate_nll, load_checkpoint, sample_eval
-    from hier_bd3lm.train import encode, load_records
+    from hier_bd3lm.pipeline import encode, load_records
 
     device = pick_device(cfg.trainer.device)
     model, tok, train_cfg, state = load_checkpoint(cfg.eval.checkpoint_path, device)

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from hier_bd3lm.masks import Layout
+from hier_bd3lm.layout import Layout
 from shared_utils.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -228,6 +228,9 @@ def validate(cfg: Config) -> None:
     if h.question_len + h.plan_len + h.exec_len != h.total_len:
         raise UserError(f"lengths do not add up: question_len {h.question_len} + plan_len {h.plan_len} + "
                         f"exec_len {h.exec_len} != total_len {h.total_len}")
+    if cfg.algo.name == "mdlm" and h.enabled and h.plan_len:
+        raise UserError("algo=mdlm makes the generated region one block, so the plan would attend to the execution; "
+                        "use algo=mdlm with training.hierarchical.enabled=false, or algo=bd3lm")
     if cfg.algo.name == "mdlm":
         cfg.block_size = (h.plan_len if h.enabled else 0) + h.exec_len
     if cfg.block_size < 1:
@@ -267,6 +270,22 @@ def validate(cfg: Config) -> None:
             raise UserError(f"trainer.{name} must be >= 1")
     if cfg.loader.batch_size < 1 or cfg.loader.eval_batch_size < 1:
         raise UserError("loader.batch_size and loader.eval_batch_size must be >= 1")
+    if not cfg.optim.lr > 0:
+        raise UserError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    if cfg.optim.weight_decay < 0 or not 0 <= cfg.training.ema < 1:
+        raise UserError("optim.weight_decay must be >= 0 and training.ema in [0, 1)")
+    if cfg.lr_scheduler.num_warmup_steps < 0 or cfg.trainer.limit_val_batches < 1:
+        raise UserError("lr_scheduler.num_warmup_steps must be >= 0 and trainer.limit_val_batches >= 1")
+    if cfg.trainer.num_threads < 0:
+        raise UserError(f"trainer.num_threads must be >= 0, got {cfg.trainer.num_threads}")
+    if cfg.data.max_vocab is not None and cfg.data.max_vocab < 0:
+        raise UserError(f"data.max_vocab must be >= 0, got {cfg.data.max_vocab}")
+    for name in ("limit_train", "limit_valid"):
+        v = getattr(cfg.data, name)
+        if v is not None and v < 1:
+            raise UserError(f"data.{name} must be >= 1 (or null), got {v}")
+    if cfg.eval.mc_samples < 1:
+        raise UserError(f"eval.mc_samples must be >= 1, got {cfg.eval.mc_samples}")
 
 
 def config_from_dict(d: dict) -> Config:

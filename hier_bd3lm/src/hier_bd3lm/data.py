@@ -13,73 +13,14 @@ python gsm8k_dataloader.py --data_path FILE --analyze
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from hier_bd3lm.masks import Layout
+from hier_bd3lm.records import REQUIRED, exec_text, read_records  # noqa: F401  (re-exported)
 from hier_bd3lm.tokenizer import PAD
 from shared_utils.errors import UserError
-
-REQUIRED = ("question", "plan", "execution", "answer_numerical")
-
-
-def _line_of(text: str, idx: int) -> int:
-    return text.count("\n", 0, idx) + 1
-
-
-def read_records(path: str | Path, required=REQUIRED) -> list[dict]:
-    """JSON list (README format) or JSONL; a bad record is one error naming file:line."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"data file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    items: list[tuple[int, object]] = []
-    dec = json.JSONDecoder()
-    if stripped.startswith("["):
-        i = text.index("[") + 1
-        while True:
-            while i < len(text) and text[i] in " \t\r\n,":
-                i += 1
-            if i >= len(text):
-                raise UserError(f"{path}:{_line_of(text, i)}: unterminated JSON list")
-            if text[i] == "]":
-                break
-            try:
-                obj, end = dec.raw_decode(text, i)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{_line_of(text, exc.pos)}: malformed JSON ({exc.msg})") from None
-            items.append((_line_of(text, i), obj))
-            i = end
-    else:
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append((lineno, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-    rows = []
-    for lineno, obj in items:
-        if not isinstance(obj, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        missing = [k for k in required if k not in obj]
-        if missing:
-            raise UserError(f"{path}:{lineno}: record is missing field(s) {', '.join(missing)}")
-        bad = [k for k in required if not isinstance(obj[k], (str, int, float))]
-        if bad:
-            raise UserError(f"{path}:{lineno}: field(s) {', '.join(bad)} must be strings")
-        rows.append(obj)
-    if not rows:
-        raise UserError(f"{path}: no records")
-    return rows
-
-
-def exec_text(rec: dict, include_answer: bool = True) -> str:
-    ex = str(rec["execution"]).strip()
-    return f"{ex}\n#### {rec['answer_numerical']}" if include_answer else ex
 
 
 def slot(ids: list[int], length: int, terminator: int | None) -> tuple[list[int], int]:
@@ -151,3 +92,28 @@ def analyze_lengths(records: list[dict], tok, exec_include_answer: bool = True) 
     rec = {k: int(v["p95"]) for k, v in stats.items()}
     rec["Total"] = sum(rec.values())
     return {"stats": stats, "recommended": rec}
+
+
+def truncation_and_ceiling(records: list[dict], tok, layout: Layout, exec_include_answer: bool = True) -> dict:
+    """Truncation rates per slot and the gold-through-the-pipeline ceiling.
+
+    The ceiling is the exact-answer accuracy of the *gold* execution after it has been encoded into its slot
+    (truncated there when too long) and decoded again: no model can score higher with this layout and
+    tokenizer. `correct` is the per-example list (for intervals).
+    """
+    from shared_utils.answers import answers_match, extract_answer
+
+    n_q = n_p = n_e = 0
+    correct = []
+    for rec in records:
+        q_ids = [tok.bos_id] + tok.encode(str(rec["question"]).strip())
+        n_q += len(q_ids) > layout.question_len
+        if layout.plan_len:
+            n_p += len(tok.encode(str(rec["plan"]).strip())) + 1 > layout.plan_len
+        e_ids = tok.encode(exec_text(rec, exec_include_answer))
+        n_e += len(e_ids) + 1 > layout.exec_len
+        s, _ = slot(e_ids, layout.exec_len, tok.eos_id)
+        correct.append(answers_match(extract_answer(tok.decode(s)), str(rec["answer_numerical"])))
+    n = max(1, len(records))
+    return {"n": len(records), "truncated_question": n_q / n, "truncated_plan": n_p / n if layout.plan_len else None,
+            "truncated_exec": n_e / n, "ceiling": sum(correct) / n, "correct": correct}

@@ -25,13 +25,14 @@ from shared_utils.errors import UserError
 
 @torch.no_grad()
 def evaluate_nll(model, enc, batch_size: int, mc_samples: int = 4, seed: int = 0, device="cpu",
-                 limit_batches: int | None = None) -> dict:
+                 limit_batches: int | None = None, per_example: bool = False) -> dict:
     model.eval()
     q = model.layout.question_len
     g = torch.Generator(device=device).manual_seed(seed)
     sums = {"loss": 0.0, "content": 0.0, "plan": 0.0, "exec": 0.0}
     counts = {k: 0.0 for k in sums}
     n_rounds = 1 if model.algo == "ar" else mc_samples
+    ex_exec, ex_plan = [], []
     for bi, i in enumerate(range(0, len(enc), batch_size)):
         if limit_batches is not None and bi >= limit_batches:
             break
@@ -43,11 +44,17 @@ def evaluate_nll(model, enc, batch_size: int, mc_samples: int = 4, seed: int = 0
         for key, m in (("loss", lm), ("content", cm), ("plan", cm * (seg == 1)), ("exec", cm * (seg == 2))):
             sums[key] += float((tok * m).sum())
             counts[key] += float(m.sum())
+        if per_example:  # per-problem NLL per content token of each segment (for intervals over problems)
+            for key, out in (("exec", ex_exec), ("plan", ex_plan)):
+                m = cm * (seg == (2 if key == "exec" else 1))
+                c = m.sum(1)
+                out += [float(v) if n else float("nan") for v, n in zip(((tok * m).sum(1) / c.clamp_min(1)).tolist(), c.tolist())]
     per = {k: sums[k] / counts[k] if counts[k] else float("nan") for k in sums}
     return {"nll_per_loss_token": per["loss"], "nll_per_content_token": per["content"],
             "plan_nll_per_token": per["plan"], "exec_nll_per_token": per["exec"],
             "ppl_content": math.exp(per["content"]) if per["content"] == per["content"] else float("nan"),
-            "n_content_tokens": counts["content"], "bound": model.algo != "ar"}
+            "n_content_tokens": counts["content"], "bound": model.algo != "ar",
+            **({"per_example": {"exec_nll": ex_exec, "plan_nll": ex_plan}} if per_example else {})}
 
 
 def question_prefix(enc, i, j, mask_id, layout, mode: str):
@@ -79,6 +86,11 @@ def sample_eval(model, enc, tok, batch_size: int, num_batches: int, nucleus_p: f
         ran += 1
         for r in range(out.shape[0]):
             rows.append(_score_row(out[r].cpu(), enc.meta[i + r], tok, lay))
+            if lay.plan_len:  # plan-token accuracy: sampled plan vs the gold plan on its content tokens
+                q, p = lay.question_len, lay.plan_len
+                m = enc.content_mask[i + r, q:q + p].bool()
+                same = out[r, q:q + p].cpu()[m] == enc.input_ids[i + r, q:q + p][m]
+                rows[-1]["plan_token_acc"] = float(same.float().mean()) if m.any() else float("nan")
     n = max(1, len(rows))
     return {"n": len(rows), "acc_strict": sum(r["strict_ok"] for r in rows) / n,
             "acc_flexible": sum(r["flex_ok"] for r in rows) / n,
@@ -102,19 +114,19 @@ def _score_row(ids, meta, tok, lay):
 def load_checkpoint(path, device="cpu"):
     """(model with EMA weights, tokenizer, Config, state) from a checkpoint; one clear line when missing."""
     from hier_bd3lm.config import config_from_dict
+    from hier_bd3lm.pipeline import build_model
     from hier_bd3lm.tokenizer import tokenizer_from_state
-    from hier_bd3lm.train import build_model
 
     if path is None:
         raise UserError("eval.checkpoint_path is required for this mode")
+    from hier_bd3lm.guards import load_torch_file
+
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"checkpoint {p} does not exist")
+    state = load_torch_file(p)
     try:
-        state = torch.load(p, map_location="cpu", weights_only=False)
         cfg = config_from_dict(state["config"])
         tok = tokenizer_from_state(state["tokenizer"])
-    except (KeyError, EOFError, RuntimeError) as exc:
+    except (KeyError, EOFError, RuntimeError, TypeError) as exc:
         raise UserError(f"checkpoint {p} is not a hier_bd3lm checkpoint ({type(exc).__name__}: {exc})") from None
     model = build_model(cfg, tok.vocab_size, tok.mask_id)
     model.load_state_dict(state["model"])

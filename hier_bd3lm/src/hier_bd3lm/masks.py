@@ -16,42 +16,11 @@ python -m pytest tests/test_masks.py
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from hier_bd3lm.layout import Layout  # noqa: F401  (re-exported)
+
 QUESTION, NOISY, CLEAN = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Slot lengths of one example; `plan_len = 0` is the Flat layout, `question_len = 0` plain BD3-LM."""
-
-    question_len: int
-    plan_len: int
-    exec_len: int
-    block_size: int
-
-    @property
-    def gen_len(self) -> int:
-        return self.plan_len + self.exec_len
-
-    @property
-    def total_len(self) -> int:
-        return self.question_len + self.gen_len
-
-    @property
-    def n_blocks(self) -> int:
-        return self.gen_len // self.block_size
-
-    def segments(self) -> list[tuple[str, int, int]]:
-        """(name, start, length) of the generated segments in natural order."""
-        out, start = [], self.question_len
-        for name, n in (("plan", self.plan_len), ("exec", self.exec_len)):
-            if n:
-                out.append((name, start, n))
-                start += n
-        return out
 
 
 def training_attributes(layout: Layout) -> dict[str, torch.Tensor]:

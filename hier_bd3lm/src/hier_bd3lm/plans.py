@@ -37,14 +37,31 @@ BOILERPLATE = re.compile(r"^\s*(here is the abstract reasoning plan|here is the 
                          r"|the plan is|abstract reasoning plan|plan)\s*:\s*", re.IGNORECASE)
 
 
+# `fewshot`: three worked examples of abstract plans (the README prompt's intent), no numbers in any answer
+FEW_SHOT = (
+    (EXAMPLE_Q, EXAMPLE_S, EXAMPLE_P),
+    ("A shirt costs $20 and is on sale for 25% off. What is the sale price?", "20*0.25=<<20*0.25=5>>5\n20-5=<<20-5=15>>15",
+     "Compute the discount as a share of the original price. Subtract the discount from the price. State the sale price."),
+    ("Tom reads 12 pages a day for 3 days and then 10 more pages. How many pages did he read?",
+     "12*3=<<12*3=36>>36\n36+10=<<36+10=46>>46",
+     "Multiply the daily pages by the number of days. Add the extra pages. State the total."),
+)
+
+
 def chat_messages(question: str, solution: str, style: str = "readme") -> list[dict]:
-    rules = README_RULES if style == "readme" else FORK_RULES
-    return [
-        {"role": "system", "content": f"{SYSTEM}\n{rules}"},
-        {"role": "user", "content": f"Question: {EXAMPLE_Q}\nSolution: {EXAMPLE_S}\nExtract the abstract reasoning plan:"},
-        {"role": "assistant", "content": EXAMPLE_P},
-        {"role": "user", "content": f"Question: {question}\nSolution: {solution}\nExtract the abstract reasoning plan:"},
-    ]
+    rules = FORK_RULES if style == "fork" else README_RULES
+    shots = FEW_SHOT if style == "fewshot" else FEW_SHOT[:1]
+    msgs = [{"role": "system", "content": f"{SYSTEM}\n{rules}"}]
+    for q, s, p in shots:
+        msgs += [{"role": "user", "content": f"Question: {q}\nSolution: {s}\nExtract the abstract reasoning plan:"},
+                 {"role": "assistant", "content": p}]
+    msgs.append({"role": "user", "content": f"Question: {question}\nSolution: {solution}\nExtract the abstract reasoning plan:"})
+    return msgs
+
+
+def digit_token_ids(tok) -> list[list[int]]:
+    """Vocabulary ids whose text contains a digit (for `suppress_digits` decoding: plans without numbers)."""
+    return [[i] for t, i in tok.get_vocab().items() if any(c.isdigit() for c in tok.convert_tokens_to_string([t]))]
 
 
 def clean_plan(text: str) -> str:
@@ -113,25 +130,29 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, model: str, temperature: float, top_p: float, max_tokens: int, style: str, seed: int = 0):
+    def __init__(self, model: str, temperature: float, top_p: float, max_tokens: int, style: str, seed: int = 0,
+                 dtype=None, device=None, suppress_digits: bool = False):
         import torch
 
         from shared_utils.models import load_causal_lm, load_tokenizer
 
         self.torch = torch
-        self.tok = load_tokenizer(model)
+        self.tok = load_tokenizer(model, flag="--model")
         self.tok.padding_side = "left"
-        self.model = load_causal_lm(model).eval()
+        self.model = load_causal_lm(model, dtype=dtype, device=device, flag="--model").eval()
         self.temperature, self.top_p, self.max_tokens, self.style, self.seed = temperature, top_p, max_tokens, style, seed
+        self.bad_words = digit_token_ids(self.tok) if suppress_digits else None
 
     def generate(self, rows: list[dict]) -> list[str]:
         prompts = [self.tok.apply_chat_template(chat_messages(r["question"], split_solution(r["answer"])[0], self.style),
                                                 tokenize=False, add_generation_prompt=True) for r in rows]
-        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
         self.torch.manual_seed(self.seed)
         kw = {"do_sample": self.temperature > 0, "max_new_tokens": self.max_tokens, "pad_token_id": self.tok.pad_token_id}
         if self.temperature > 0:
             kw.update(temperature=self.temperature, top_p=self.top_p)
+        if self.bad_words:
+            kw["bad_words_ids"] = self.bad_words
         with self.torch.no_grad():
             out = self.model.generate(**enc, **kw)
         return self.tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
@@ -164,11 +185,11 @@ class VLLMBackend:
 
 
 def make_backend(name: str, model: str, temperature: float, top_p: float, max_tokens: int, style: str,
-                 tensor_parallel_size: int = 1, seed: int = 0):
+                 tensor_parallel_size: int = 1, seed: int = 0, suppress_digits: bool = False):
     if name == "rule":
         return RuleBackend()
     if name == "hf":
-        return HFBackend(model, temperature, top_p, max_tokens, style, seed)
+        return HFBackend(model, temperature, top_p, max_tokens, style, seed, suppress_digits=suppress_digits)
     if name == "vllm":
         return VLLMBackend(model, temperature, top_p, max_tokens, style, tensor_parallel_size, seed)
     raise UserError(f"--backend must be vllm, hf or rule, got {name}")

@@ -65,6 +65,7 @@ class CharTokenizer(_Base):
 class CompactTokenizer(_Base):
     def __init__(self, base_name: str, kept: Iterable[int], base=None):
         self.base_name = base_name
+        self._memo = None
         self.base = base if base is not None else load_base_tokenizer(base_name)
         self.kept = sorted(set(int(i) for i in kept))
         self.n_content = len(self.kept)
@@ -76,14 +77,24 @@ class CompactTokenizer(_Base):
         from collections import Counter
 
         base = load_base_tokenizer(base_name)
+        texts = list(texts)
         counts = Counter()
-        for t in texts:
-            counts.update(base.encode(t, add_special_tokens=False))
+        memo = {}
+        for s in range(0, len(texts), 4096):  # batched: one call per chunk is far faster than one per text
+            chunk = texts[s:s + 4096]
+            for t, ids in zip(chunk, base(chunk, add_special_tokens=False)["input_ids"]):
+                counts.update(ids)
+                memo[t] = ids
         kept = [i for i, _ in counts.most_common(max_vocab or None)]  # None / 0 = every id seen
-        return cls(base_name, kept, base)
+        tok = cls(base_name, kept, base)
+        tok._memo = memo  # the training texts are encoded again right after fitting
+        return tok
 
     def encode(self, text: str) -> list[int]:
-        return [self._id.get(i, UNK) for i in self.base.encode(text, add_special_tokens=False)]
+        ids = self._memo.get(text) if self._memo else None
+        if ids is None:
+            ids = self.base.encode(text, add_special_tokens=False)
+        return [self._id.get(i, UNK) for i in ids]
 
     def _decode_content(self, ids):
         return self.base.decode([self.kept[i - len(SPECIALS)] for i in ids])

@@ -7,66 +7,20 @@ python main.py mode=train model=micro data.tokenizer=char data.train_path=tests/
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from hier_bd3lm.config import Config, layout_of, to_dict
-from hier_bd3lm.data import Encoded, encode_records, exec_text, read_records
-from hier_bd3lm.diffusion import BlockDiffusion
+from hier_bd3lm.config import Config, to_dict
+from hier_bd3lm.data import Encoded
 from hier_bd3lm.ema import EMA
 from hier_bd3lm.evaluate import evaluate_nll
-from hier_bd3lm.model import DiT
-from hier_bd3lm.noise import Noise
+from hier_bd3lm.guards import check_output_dir, check_resume_config, load_json_file, load_torch_file
+from hier_bd3lm.pipeline import build_model, checkpoint_path, encode, gsm8k_records, load_records, record_texts  # noqa: F401  (re-exported: scripts and tests import them from here)
 from hier_bd3lm.tokenizer import fit_tokenizer
 from shared_utils.errors import NonFiniteLossError, UserError
 from shared_utils.models import pick_device
-from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
-
-
-# ------------------------------------------------------------------------------------------------ data
-def gsm8k_records(split: str, data_path, limit=None) -> list[dict]:
-    """Official GSM8K rows -> README records with rule-based plans (used when no data.train_path)."""
-    from hier_bd3lm.plans import build_record, rule_plan
-    from shared_utils.data import load_gsm8k
-
-    rows = load_gsm8k(split, data_path, limit)
-    return [build_record(split, i, r, rule_plan(r["answer"])) for i, r in enumerate(rows)]
-
-
-def load_records(cfg: Config) -> tuple[list[dict], list[dict]]:
-    d = cfg.data
-    if d.train_path:
-        train = read_records(d.train_path)[: d.limit_train]
-    else:
-        train = gsm8k_records("train", d.gsm8k_path, d.limit_train)
-    if d.test_path:
-        valid = read_records(d.test_path)
-    elif d.train_path:  # hold out the tail of the train file
-        n_val = max(1, int(len(train) * d.valid_fraction))
-        train, valid = train[:-n_val] if len(train) > n_val else train, train[-n_val:]
-    else:
-        valid = gsm8k_records("test", d.gsm8k_path, d.limit_valid)
-    return train, valid[: d.limit_valid]
-
-
-def record_texts(records) -> list[str]:
-    return [t for r in records for t in (str(r["question"]), str(r["plan"]), exec_text(r))]
-
-
-def encode(cfg: Config, records, tok) -> Encoded:
-    return encode_records(records, tok, layout_of(cfg), cfg.data.exec_include_answer, cfg.training.pad_in_loss)
-
-
-# ------------------------------------------------------------------------------------------------ model
-def build_model(cfg: Config, vocab_size: int, mask_id: int) -> BlockDiffusion:
-    m, tr = cfg.model, cfg.training
-    ar = cfg.algo.name == "ar"
-    net = DiT(vocab_size, m.hidden_size, m.n_blocks, m.n_heads, m.cond_dim, m.dropout, causal=ar, adaln=m.adaln)
-    return BlockDiffusion(net, layout_of(cfg), mask_id, "ar" if ar else "bd3lm", Noise(cfg.noise.type, cfg.noise.eps),
-                          tr.antithetic_sampling, tr.sampling_eps_min, tr.sampling_eps_max, tr.resample,
-                          tr.hierarchical.exec_sees_noisy_plan)
+from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
 
 
 def batches_of(enc: Encoded, batch_size: int, device):
@@ -97,18 +51,23 @@ def lr_lambda(warmup: int):
 
 
 # ------------------------------------------------------------------------------------------------ loop
-def checkpoint_path(cfg: Config) -> Path:
-    return Path(cfg.checkpointing.save_dir) / "checkpoints" / "last.ckpt"
-
-
 def train(cfg: Config) -> dict:
     seed_everything(cfg.seed)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = pick_device(cfg.trainer.device)
     ckpt_file = checkpoint_path(cfg)
-    resume = cfg.checkpointing.resume_from_ckpt and ckpt_file.is_file()
-    state = torch.load(ckpt_file, map_location="cpu", weights_only=False) if resume else None
+    check_output_dir(cfg.checkpointing.save_dir, "checkpointing.save_dir")
+    resume = cfg.checkpointing.resume_from_ckpt and ckpt_file.exists()
+    sidecar = ckpt_file.with_suffix(".json")  # the checkpoint's config as JSON: checked before the (large) load
+    if resume and sidecar.is_file():
+        check_resume_config(load_json_file(sidecar, "checkpoint config").get("config", {}), to_dict(cfg),
+                            where=str(ckpt_file))
+    state = load_torch_file(ckpt_file) if resume else None
+    if state is not None:
+        if "config" not in state or "model" not in state:
+            raise UserError(f"checkpoint {ckpt_file} is not a hier_bd3lm training checkpoint")
+        check_resume_config(state["config"], to_dict(cfg), where=str(ckpt_file))
     train_recs, valid_recs = load_records(cfg)
     pre = _read_pretrained(cfg.training.from_pretrained) if state is None and cfg.training.from_pretrained else None
     if state is not None or pre is not None:  # the vocabulary must match the weights
@@ -141,21 +100,14 @@ def train(cfg: Config) -> dict:
     last_val = None
     bar = tqdm(total=cfg.trainer.max_steps, initial=step, desc=f"train {cfg.algo.name}", dynamic_ncols=True)
     while step < cfg.trainer.max_steps:
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        total = 0.0
+        micro = []
         for _ in range(cfg.trainer.accumulate_grad_batches):
             idx = order.next()
-            x0, lm = train_enc.input_ids[idx].to(device), train_enc.loss_mask[idx].to(device)
-            loss = model.loss(x0, lm, generator=noise_gen) / cfg.trainer.accumulate_grad_batches
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"non-finite loss at step {step + 1}; last good checkpoint kept at {ckpt_file}")
-            loss.backward()
-            total += loss.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.backbone.parameters(), cfg.trainer.gradient_clip_val)
-        opt.step()
-        sched.step()
-        ema.update()
+            micro.append((train_enc.input_ids[idx].to(device), train_enc.loss_mask[idx].to(device)))
+        try:
+            total, grad_norm = train_step(model, opt, sched, ema, micro, noise_gen, cfg.trainer.gradient_clip_val)
+        except NonFiniteLossError:
+            raise NonFiniteLossError(f"non-finite loss at step {step + 1}; last good checkpoint kept at {ckpt_file}") from None
         step += 1
         bar.update(1)
         if step % cfg.trainer.log_every_n_steps == 0 or step == 1:
@@ -169,6 +121,28 @@ def train(cfg: Config) -> dict:
     if last_val is None:  # resumed at max_steps
         last_val = _validate(cfg, model, ema, valid_enc, device)
     return {"step": step, "checkpoint": str(ckpt_file), **last_val}
+
+
+def train_step(model, opt, sched, ema, micro_batches, noise_gen=None, clip: float = 1.0, autocast_dtype=None):
+    """One optimizer step over `micro_batches` [(x0, loss_mask), ...] (gradient accumulation): the training
+    loop's step, also timed by the benchmark and the GPU check. Returns (loss, grad_norm)."""
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for x0, lm in micro_batches:
+        with torch.autocast(x0.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = model.loss(x0, lm, generator=noise_gen) / len(micro_batches)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError("non-finite loss")
+        loss.backward()
+        total += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.backbone.parameters(), clip)
+    opt.step()
+    if sched is not None:
+        sched.step()
+    if ema is not None:
+        ema.update()
+    return total, grad_norm
 
 
 def _validate(cfg, model, ema, valid_enc, device) -> dict:
@@ -193,6 +167,7 @@ def _save(path, cfg, model, opt, sched, ema, noise_gen, order, step, tok):
         "noise_rng": noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
         "order": {"epoch": order.epoch, "idx": order.idx}, "vocab_size": tok.vocab_size,
     }, path)
+    atomic_write_json(path.with_suffix(".json"), {"step": step, "config": to_dict(cfg)})
 
 
 def _load_state(state, model, opt, sched, ema, noise_gen, order, cfg):
@@ -209,10 +184,7 @@ def _load_state(state, model, opt, sched, ema, noise_gen, order, cfg):
 
 
 def _read_pretrained(path):
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"training.from_pretrained checkpoint {p} does not exist")
-    return torch.load(p, map_location="cpu", weights_only=False)
+    return load_torch_file(path, "training.from_pretrained checkpoint")
 
 
 def initial_loss_reference(vocab_size: int) -> float:
