@@ -103,14 +103,16 @@ def test_two_grpo_steps_change_only_the_trm(tmp_path, tiny_lm, tiny_tok, monkeyp
     monkeypatch.setattr(p3, "rewards_for", lambda dec, prompts, toks, golds: (toks % 2 == 0).float())
     cfg = p3.Phase3Config(trm_checkpoint=str(tmp_path / "t.pt"), compressor_checkpoint=str(tmp_path / "c.pt"),
                           output_dir=str(tmp_path / "out"), num_train=4, batch_size=2, num_epochs=1, group_size=4,
-                          num_eval=2, max_new_tokens=3, cot_max_new_tokens=3, sigma_scale=1.0, learning_rate=1e-2)
+                          num_eval=2, max_new_tokens=3, cot_max_new_tokens=3, sigma_scale=1.0, learning_rate=1e-2,
+                          heldout_pool=4, eval_every=1)
     report = p3.run(cfg, LazyLLM("tiny", torch.device("cpu"), tiny_lm), tiny_tok)
     new = torch.load(tmp_path / "out/trm_grpo.pt", weights_only=True)
     changed = [k for k, v in new["trm_state_dict"].items() if not torch.equal(v, trm.state_dict()[k])]
     assert changed
     assert torch.equal(new["compressor"]["compress.weight"], comp.compress.weight)
     assert all(torch.equal(v, llm_before[k]) for k, v in tiny_lm.state_dict().items())
-    assert set(report) == {"base_no_think", "base_cot_prompt", "compressor_round_trip", "phase2_trm", "phase3_trm",
+    assert len(report["_meta"]["curve"]) == 3  # step 0 and after each step
+    assert set(report) == {"base_answer_only", "base_cot_prompt", "compressor_round_trip", "phase2_trm", "phase3_trm",
                            "_meta"} and report["_meta"]["steps"] == 2
     rows = [r for r in (tmp_path / "out/metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and "frac_reward_zero_std" in rows[0] and "clip_ratio/region_mean" in rows[0]

@@ -44,6 +44,19 @@ def _local_check_resume_config(saved: dict, new: dict, keys: Iterable[str]) -> N
         raise UserError(f"cannot resume: settings differ from the checkpoint ({pairs})")
 
 
+def _local_load_json_file(path: str | Path, what: str) -> Any:
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
+load_json_file = getattr(_runs, "load_json_file", _local_load_json_file)
 load_torch_file = getattr(_runs, "load_torch_file", _local_load_torch_file)
 check_output_path = getattr(_runs, "check_output_path", _local_check_output_path)
 check_resume_config = getattr(_runs, "check_resume_config", _local_check_resume_config)

@@ -19,6 +19,7 @@ from shared_utils.errors import UserError
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 ANSWER_INSTRUCTION = "Answer with only the number."
+ANSWER_PREFIX = "Answer: "  # after </think>: the state at its last token predicts the answer's first token
 
 _NAMES = ("Tom", "Ana", "Li", "Sara", "Omar", "Maya", "Ben", "Ivy")
 _ITEMS = ("apples", "books", "coins", "stamps", "marbles", "pens")
@@ -29,6 +30,7 @@ class Problem:
     question: str  # the user turn
     steps: str  # programmatic step-by-step thinking text
     answer: int
+    lead: str = ANSWER_PREFIX  # text between </think>\\n and the answer
 
 
 def _add_steps(a: int, b: int) -> str:
@@ -58,8 +60,52 @@ def make_problems(n: int, seed: int = 0, max_value: int = 99) -> list[Problem]:
     return [make_problem(rng, max_value) for _ in range(n)]
 
 
+def addition_problem(a: int, b: int) -> Problem:
+    """A short addition prompt (phase 2/3): "What is a + b?", thinking "a + b = c. The answer is c.", answer
+    line "The answer is c".
+
+    The answer line repeats the thinking's last sentence, so the state after "The answer is " predicts the
+    answer's first digit (SmolLM2-135M copies it; after a bare "Answer: " it did so in only 48% of 40 pairs).
+    """
+    return Problem(f"What is {a} + {b}?", f"{a} + {b} = {a + b}. The answer is {a + b}.", a + b,
+                   lead="The answer is ")
+
+
+def addition_split(n_train: int, n_heldout: int, max_value: int = 99, seed: int = 0) -> tuple[list, list]:
+    """Train / held-out addition problems over operands 0..max_value whose *unordered operand pairs* are
+    disjoint (a held-out {a, b} never appears in training in either order), each problem used once."""
+    pairs = [(a, b) for a in range(max_value + 1) for b in range(a, max_value + 1)]
+    rng = random.Random(seed)
+    rng.shuffle(pairs)
+    n_pairs = len(pairs)
+    n_he = min(n_heldout, n_pairs // 2)
+    held, rest = pairs[:n_he], pairs[n_he:]
+    probs = []
+    for a, b in rest:  # both orders of a training pair may be used; held-out pairs never
+        probs += [(a, b), (b, a)] if a != b else [(a, b)]
+    rng.shuffle(probs)
+    if len(probs) < n_train:
+        raise UserError(f"operands 0..{max_value} give only {len(probs)} training problems (< {n_train}); "
+                        "raise --max_value or lower --num_samples")
+    held_probs = [(a, b) if rng.random() < 0.5 else (b, a) for a, b in held]
+    return [addition_problem(a, b) for a, b in probs[:n_train]], [addition_problem(a, b) for a, b in held_probs]
+
+
 def assistant_turn(p: Problem) -> str:
-    return f"{THINK_OPEN}\n{p.steps}\n{THINK_CLOSE}{p.answer}"
+    return f"{THINK_OPEN}\n{p.steps}\n{THINK_CLOSE}\n{p.lead}{p.answer}"
+
+
+def answer_prompt(tokenizer, p: Problem, steps: str = "") -> str:
+    """Chat prompt + think block + answer lead: the text whose next token is the answer's first token.
+    ``steps=""`` is the answer-only (empty-think) prompt used by the base model and the TRM systems."""
+    return chat_prompt(tokenizer, p.question) + f"{THINK_OPEN}\n{steps}\n{THINK_CLOSE}\n{p.lead}"
+
+
+def template_prefix(tokenizer) -> str:
+    """The part of every chat prompt before the user's words (the system turn and the user header)."""
+    mark = "\x00QUESTION\x00"
+    text = chat_prompt(tokenizer, mark)
+    return text[: text.index(mark)]
 
 
 def chat_prompt(tokenizer, question: str) -> str:

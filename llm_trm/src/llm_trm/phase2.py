@@ -6,10 +6,15 @@
 
 Per batch: N_sup deep-supervision steps, each one optimizer step on MSE(y_hat, target) + 0.5 * halt loss,
 (y, z) detached in between ([LT] per_step_updates, "paper style"). Fixes over [LT] (switches in brackets):
-halt target detached [--no_detach_halt_target]; evaluation and best.pt use the EMA weights
-[--no_eval_with_ema]; the seed is set; the cosine LR spans the real number of optimizer steps (N_sup per
-batch), so it no longer oscillates; held-out split, baselines and first-token agreement are reported;
-only best.pt and last.pt (for --resume) are kept (no checkpoint_epoch{N}.pt per epoch).
+targets standardised per dimension and inputs scaled to RMS 1 with train statistics, read out by a linear
+head, no weight decay on norm gains and biases [--no_standardize_targets --no_output_head --decay_norms: the
+original's RMSNorm-pinned output, whose RMS stays near 1 while the targets' is ~7]; EMA with warm-up
+[--no_ema_warmup]; halt target detached [--no_detach_halt_target]; evaluation and best.pt use the EMA
+weights [--no_eval_with_ema]; the seed is set; the cosine LR spans the real number of optimizer steps; the
+best epoch is chosen on a validation split carved from the training pairs (never on the held-out test
+pairs); held-out problems are disjoint from training (the datagen's ``split``); all predictors of
+:mod:`llm_trm.phase2_eval` are scored on the same held-out pairs. Targets whose next token is the answer in
+fewer than half of the pairs are refused.
 """
 
 from __future__ import annotations
@@ -60,6 +65,13 @@ class Phase2Config:
     use_wandb: bool = False
     wandb_project: str = "llm-trm-phase2"
     resume: bool = False  # continue from {output_dir}/last.pt (written atomically after every epoch)
+    standardize_targets: bool = True  # False: raw targets and inputs, as [LT]
+    output_head: bool = True  # False: the prediction is the RMSNorm-pinned y[:, -1], as [LT]
+    decay_norms: bool = False  # True: weight decay on norm gains and biases too, as [LT]
+    ema_warmup: bool = True  # False: constant EMA decay from step 1, as [LT]
+    max_positions: int = 128  # learned context positions (0: none, as [LT])
+    val_fraction: float = 0.1  # of the training pairs, for choosing the best epoch (and baselines' settings)
+    min_target_hit_rate: float = 0.5  # refuse pairs whose target predicts the answer less often than this
 
 
 def pad_collate(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,12 +86,13 @@ def pad_collate(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_pairs(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"hidden pairs {path} not found (run phase2_datagen first)")
-    data = torch.load(path, weights_only=True)
-    if not {"hidden_pre", "hidden_post"} <= set(data):
-        raise UserError(f"{path} is not a phase-2 hidden-pairs file")
+    from llm_trm.checks import load_torch_file
+
+    data = load_torch_file(path, "hidden pairs file")
+    if not isinstance(data, dict) or not {"hidden_pre", "hidden_post"} <= set(data):
+        raise UserError(f"{path} is not a phase-2 hidden-pairs file (run phase2_datagen)")
+    if len(data["hidden_pre"]) < 2:
+        raise UserError(f"{path} holds {len(data['hidden_pre'])} pairs; need at least 2")
     return data
 
 
@@ -97,23 +110,25 @@ def regression_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, fl
             "relative_error": (torch.linalg.norm(pred - target) / torch.linalg.norm(target)).item()}
 
 
-def baselines(train_x, train_y, held_x, held_y, ridge_lambda: float = 1e-2) -> dict[str, dict]:
-    """Spec 6.4: dataset-mean target, last context state (compressed), ridge from the last context state."""
-    last_tr = torch.stack([x[-1] for x in train_x])
-    last_he = torch.stack([x[-1] for x in held_x])
-    mean = train_y.mean(0, keepdim=True).expand_as(held_y)
-    a = torch.cat([last_tr, torch.ones(len(last_tr), 1)], 1).double()
-    lam = ridge_lambda * a.pow(2).sum() / a.shape[1]
-    w = torch.linalg.solve(a.T @ a + lam * torch.eye(a.shape[1], dtype=a.dtype), a.T @ train_y.double())
-    ridge = (torch.cat([last_he, torch.ones(len(last_he), 1)], 1).double() @ w).float()
-    return {"mean_target": mean, "last_context_state": last_he, "ridge_last_state": ridge}
-
-
 def build_trm(cfg: Phase2Config, d: int) -> SequenceTRM:
     if d % cfg.n_heads:
         raise UserError(f"D'={d} must be divisible by --n_heads {cfg.n_heads}")
     return SequenceTRM(TRMConfig(d_model=d, n_layers=cfg.n_layers, n_heads=cfg.n_heads, n=cfg.n_latent_steps,
-                                 T=cfg.n_deep_recursions, dropout=cfg.dropout))
+                                 T=cfg.n_deep_recursions, dropout=cfg.dropout, output_head=cfg.output_head,
+                                 max_positions=cfg.max_positions))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, decay_norms: bool) -> list[dict]:
+    """Weight decay on matrices only (norm gains, biases and the reasoning token are not pulled to 0),
+    unless ``decay_norms`` ([LT]: everything decayed, which also shrinks the output norm's gain)."""
+    if decay_norms:
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    def decayed(n, p):
+        return p.ndim >= 2 and "reasoning_token" not in n and "pos_emb" not in n
+
+    mats = [p for n, p in model.named_parameters() if decayed(n, p)]
+    rest = [p for n, p in model.named_parameters() if not decayed(n, p)]
+    return [{"params": mats, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
 def supervision_step(model, opt, sched, ema, x_aug, pad, y, z, target, cfg, threshold):
@@ -148,11 +163,14 @@ def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path
     """Train; evaluate each epoch on the held-out split (EMA weights); keep only best.pt."""
     seed_everything(cfg.seed)
     model = build_trm(cfg, train_y.shape[-1])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.95),
-                            weight_decay=cfg.weight_decay)
+    if cfg.standardize_targets:
+        model.set_statistics(train_x, train_y)
+    target_y = model.standardize(train_y)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_norms), lr=cfg.learning_rate,
+                            betas=(0.9, 0.95))
     n_batches = math.ceil(len(train_x) / cfg.batch_size)
     sched = warmup_cosine(opt, n_batches * cfg.n_supervision_steps * cfg.num_epochs, cfg.warmup_ratio)
-    ema = EMA(model, cfg.ema_decay) if cfg.use_ema else None
+    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup) if cfg.use_ema else None
     g = torch.Generator().manual_seed(cfg.seed)
     threshold, best, run, start = cfg.halt_threshold, {"loss": math.inf}, RunDir(out_dir), 0
     if cfg.resume and (out_dir / "last.pt").exists():
@@ -164,7 +182,7 @@ def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path
             idx = perm[s: s + cfg.batch_size]
             x_aug, pad, y, z = model.prepare(*pad_collate([train_x[i] for i in idx]))
             for _ in range(cfg.n_supervision_steps):
-                y, z, m = supervision_step(model, opt, sched, ema, x_aug, pad, y, z, train_y[idx], cfg, threshold)
+                y, z, m = supervision_step(model, opt, sched, ema, x_aug, pad, y, z, target_y[idx], cfg, threshold)
                 rows.append(m)
         train_avg = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
         if cfg.bce_halt_loss and cfg.adaptive_halt_threshold:
@@ -183,7 +201,8 @@ def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path
         if log is not None:
             log(row, epoch)
         atomic_torch_save({"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
-                           "sched": sched.state_dict(), "ema": ema.shadow if ema else None, "perm_rng": g.get_state(),
+                           "sched": sched.state_dict(), "ema": ema.shadow if ema else None,
+                           "ema_updates": ema.num_updates if ema else 0, "perm_rng": g.get_state(),
                            "torch_rng": torch.get_rng_state(), "best": best, "threshold": threshold,
                            "config": _resume_key(cfg)}, out_dir / "last.pt")
     return best
@@ -195,80 +214,127 @@ def _resume_key(cfg: Phase2Config) -> dict:
 
 def _load_last(path: Path, cfg, model, opt, sched, ema, g):
     """Restore everything an epoch boundary needs, so a resumed run equals an uninterrupted one."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    if ck["config"] != _resume_key(cfg):
-        diff = sorted(k for k in ck["config"] if ck["config"][k] != _resume_key(cfg).get(k))
-        raise UserError(f"{path} was written with different settings {diff}; use another --output_dir")
+    ck = _check_last(path, cfg)
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["opt"])
     sched.load_state_dict(ck["sched"])
     if ema is not None:
-        ema.shadow = ck["ema"]
+        ema.shadow, ema.num_updates = ck["ema"], ck.get("ema_updates", 0)
     g.set_state(ck["perm_rng"])
     torch.set_rng_state(ck["torch_rng"])
     return ck["epoch"] + 1, ck["best"], ck["threshold"]
 
 
+def _check_last(path: Path, cfg) -> dict:
+    """The ``--resume`` file, refused (one line naming the differing settings) when made with other settings."""
+    from llm_trm.checks import load_torch_file
+
+    ck = load_torch_file(path, "phase-2 resume checkpoint")
+    if not isinstance(ck, dict) or "config" not in ck or "model" not in ck:
+        raise UserError(f"{path} is not a phase-2 last.pt; use another --output_dir")
+    new = _resume_key(cfg)
+    diff = sorted(k for k in set(ck["config"]) | set(new) if ck["config"].get(k) != new.get(k))
+    if diff:
+        raise UserError(f"{path} was written with different settings {diff}; use another --output_dir")
+    return ck
+
+
 def load_trm(path: str | Path) -> SequenceTRM:
     """The evaluation weights (EMA unless disabled at training time) of a phase-2/3 checkpoint."""
+    from llm_trm.checks import load_torch_file
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"TRM checkpoint {path} not found (run phase 2 first)")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    model = SequenceTRM(TRMConfig(**ck["trm_config"]))
-    model.load_state_dict(ck["trm_state_dict"])
+    ck = load_torch_file(path, "TRM checkpoint")
+    try:
+        model = SequenceTRM(TRMConfig(**ck["trm_config"]))
+        model.load_state_dict(ck["trm_state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise UserError(f"{path} is not a phase-2 TRM checkpoint of this version ({type(exc).__name__})") from None
     return model.eval()
 
 
-@torch.no_grad()
-def first_token_agreement(pred_c: torch.Tensor, post_ids: torch.Tensor, comp, lm_head_w: torch.Tensor) -> float:
-    """argmax lm_head(W^T y_hat) == argmax lm_head(h_post), the token the TRM would inject."""
-    logits = comp.decompress(pred_c) @ lm_head_w.T
-    return (logits.argmax(-1) == post_ids).float().mean().item()
+def split_indices(data: dict, cfg: Phase2Config) -> tuple[list[int], list[int], list[int]]:
+    """(fit, validation, held-out test) pair indices. The datagen's ``split`` (held-out problems disjoint from
+    training) is used when present; validation is a seeded slice of the training pairs."""
+    n = len(data["hidden_pre"])
+    g = torch.Generator().manual_seed(cfg.seed)
+    if "split" in data:
+        split = data["split"].tolist()
+        train = [i for i in range(n) if split[i] == 0]
+        test = [i for i in range(n) if split[i] == 1]
+    else:
+        order = torch.randperm(n, generator=g).tolist()
+        train, test = split_heldout(order, cfg.heldout_fraction)
+    train = [train[i] for i in torch.randperm(len(train), generator=g).tolist()]
+    fit, val = split_heldout(train, cfg.val_fraction)
+    if not fit or not val or not test:
+        raise UserError(f"{n} pairs are too few for fit / validation / held-out splits")
+    return fit, val, test
 
 
 def run(cfg: Phase2Config, lm_head_w: torch.Tensor | None = None) -> dict:
+    from llm_trm.checks import check_output_path
+    from llm_trm.phase2_eval import baseline_predictions, per_example, point_metrics
+    from shared_utils.runs import atomic_write_json
+
+    out = check_output_path(cfg.output_dir, "--output_dir")
     data = load_pairs(cfg.data_path)
+    hit = data.get("target_hit_rate")
+    if hit is not None and hit < cfg.min_target_hit_rate:
+        raise UserError(f"{cfg.data_path}: the target state predicts the answer's first token in only {hit:.1%} of "
+                        f"pairs (< {cfg.min_target_hit_rate:.0%}); regenerate with phase2_datagen --target answer")
+    if cfg.resume and (out / "last.pt").exists():
+        _check_last(out / "last.pt", cfg)  # refuse before anything in the folder is overwritten
     comp = load_compressor(cfg.compressor_checkpoint)
     xs, ys = compress_pairs(data, comp)
-    n = len(xs)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    tr_idx, he_idx = split_heldout(order, cfg.heldout_fraction)
-    if not tr_idx or not he_idx:
-        raise UserError(f"{n} pairs are too few for a train/held-out split")
-    tx, ty = [xs[i] for i in tr_idx], ys[tr_idx]
-    hx, hy = [xs[i] for i in he_idx], ys[he_idx]
-    out = Path(cfg.output_dir)
+    fit, val, test = split_indices(data, cfg)
     RunDir(out).write_config(asdict(cfg))
-    RunDir(out).write_meta(seed=cfg.seed, n_pairs=n)
+    RunDir(out).write_meta(seed=cfg.seed, n_pairs=len(xs))
     from llm_trm.llm import Tracker
 
     tracker = Tracker.create(cfg.use_wandb, cfg.wandb_project, f"phase2_seq_d{comp.d_compressed}", asdict(cfg))
+    sel = lambda idx: ([xs[i] for i in idx], ys[idx])  # noqa: E731
+    (fx, fy), (vx, vy), (hx, hy) = sel(fit), sel(val), sel(test)
     try:
-        best = train_trm(cfg, tx, ty, hx, hy, out, log=lambda row, ep: tracker.log(row, ep))
+        best = train_trm(cfg, fx, fy, vx, vy, out, log=lambda row, ep: tracker.log(row, ep))
     finally:
         tracker.finish()
     trm = load_trm(out / "best.pt")
-    pred = predict(trm, hx, cfg.n_supervision_steps)
-    rows = {"trm": pred, **baselines(tx, ty, hx, hy)}
-    report = {name: regression_metrics(p, hy) for name, p in rows.items()}
+    n_trm = sum(p.numel() for p in trm.parameters())
+    preds, info = baseline_predictions(fx, fy, vx, vy, hx, n_trm, seed=cfg.seed)
+    preds = {"mean_target": preds["mean_target"], "last_context_state": preds["last_context_state"],
+             "ridge_last_state": preds["ridge_last_state"], "ridge_all_states": preds["ridge_all_states"],
+             "mlp": preds["mlp"], "trm": predict(trm, hx, cfg.n_supervision_steps), "oracle": hy.clone()}
     if lm_head_w is None:
         lm_head_w = _lm_head(data["model_name"])
-    post_ids = data["post_token_id"][he_idx]
-    for name, p in rows.items():
-        report[name]["first_token_agreement"] = first_token_agreement(p, post_ids, comp, lm_head_w)
-    report["_meta"] = {"n_train": len(tx), "n_heldout": len(hx), "best_epoch": best["epoch"],
-                       "d_compressed": comp.d_compressed, "trm_params": sum(p.numel() for p in trm.parameters()),
+    answer_ids = data.get("answer_token_id", data["post_token_id"])[test]
+    mu = torch.cat([fy, vy]).mean(0)
+    examples = {name: per_example(p, hy, mu, answer_tokens(p, comp, lm_head_w) == answer_ids)
+                for name, p in preds.items()}
+    if "base_token_id" in data:
+        examples["base_answer_only"] = {"answer_correct": (data["base_token_id"][test] == answer_ids).float().numpy()}
+    report = {name: point_metrics(ex) if "sq_err" in ex else {"answer_accuracy": float(ex["answer_correct"].mean())}
+              for name, ex in examples.items()}
+    report["_meta"] = {"n_fit": len(fit), "n_val": len(val), "n_heldout": len(test), "best_epoch": best["epoch"],
+                       "d_compressed": comp.d_compressed, "trm_params": n_trm, "baselines": info,
+                       "target": data.get("target", "think_end"), "target_hit_rate": hit,
                        "target_rms": ys.pow(2).mean().sqrt().item(),
-                       "heldout_post_token_mode_rate": _mode_rate(post_ids)}
-    from shared_utils.runs import atomic_write_json
-
+                       "mean_energy_fraction": (mu.pow(2).sum() / ys.pow(2).sum(-1).mean()).item()}
     atomic_write_json(out / "eval.json", report)
+    torch.save({k: {m: torch.as_tensor(v) for m, v in ex.items()} for k, ex in examples.items()},
+               out / "eval_examples.pt")
     for name, m in report.items():
         if not name.startswith("_"):
-            print(f"[phase2] {name:20s} cos={m['cosine_similarity']:.4f} mse={m['mse']:.5f} "
-                  f"rel={m['relative_error']:.4f} first-token={m['first_token_agreement']:.3f}", flush=True)
+            print(f"[phase2] {name:20s} " + " ".join(f"{k}={v:.4f}" for k, v in m.items()), flush=True)
     return report
+
+
+@torch.no_grad()
+def answer_tokens(pred_c: torch.Tensor, comp, lm_head_w: torch.Tensor) -> torch.Tensor:
+    """argmax lm_head(W^T y_hat): the token the prediction would make the LLM emit next."""
+    return (comp.decompress(pred_c) @ lm_head_w.T.to(pred_c.dtype)).argmax(-1)
 
 
 def _mode_rate(ids: torch.Tensor) -> float:
@@ -287,7 +353,7 @@ def parse_config(argv=None) -> Phase2Config:
     for k in ("data_path", "compressor_checkpoint", "output_dir", "wandb_project"):
         p.add_argument(f"--{k}", default=getattr(c, k))
     for k in ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps", "batch_size",
-              "num_epochs", "seed"):
+              "num_epochs", "seed", "max_positions"):
         p.add_argument(f"--{k}", type=int, default=getattr(c, k))
     for k in ("dropout", "learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio", "ema_decay",
               "halt_loss_weight", "halt_threshold", "heldout_fraction"):
@@ -299,6 +365,12 @@ def parse_config(argv=None) -> Phase2Config:
     p.add_argument("--no_eval_with_ema", dest="eval_with_ema", action="store_false")
     p.add_argument("--use_wandb", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue from {output_dir}/last.pt")
+    p.add_argument("--no_standardize_targets", dest="standardize_targets", action="store_false")
+    p.add_argument("--no_output_head", dest="output_head", action="store_false")
+    p.add_argument("--decay_norms", action="store_true")
+    p.add_argument("--no_ema_warmup", dest="ema_warmup", action="store_false")
+    for k in ("val_fraction", "min_target_hit_rate"):
+        p.add_argument(f"--{k}", type=float, default=getattr(c, k))
     cfg = Phase2Config(**vars(p.parse_args(argv)))
     bad = [k for k in ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps",
                        "batch_size", "num_epochs") if getattr(cfg, k) < 1]

@@ -4,11 +4,13 @@
         --compressor_checkpoint ./checkpoints/phase1/stage1b_best.pt      # original command (from llm_trm/)
     python -m llm_trm.phase3 --num_train 64 --num_eval 64 --num_epochs 3
 
-The task is 1-digit addition in words ("What is 3 + 5? Answer with only the number."), where the embedded
-SmolLM2-135M-Instruct is right on some prompts and wrong on others. The frozen LLM encodes the chat prompt;
-the compressed prompt states go through the TRM; its output mu(q) is the mean of a Gaussian policy over the
-latent. For each prompt G latents are sampled; each gives the first answer token as argmax lm_head(W^T a)
-(the only place the TRM enters the LLM, as in [LT]'s inference branch), and greedy decoding continues.
+The task is the phase-2 addition ("What is 37 + 45?", operands 0..99); evaluation prompts are held-out
+problems whose operand pairs never occur in training (``llm_trm.data.addition_split`` with the datagen's seed
+and held-out pool). The frozen LLM encodes the chat prompt; the compressed user-turn states go through the TRM;
+its output mu(q) is the mean of a Gaussian policy over the latent. For each prompt G latents are sampled; each
+gives the first answer token as argmax lm_head(W^T a) after the answer-only prompt (empty think block, then
+"The answer is "; the only place the TRM enters the LLM, as in [LT]'s inference branch), and greedy decoding
+continues.
 Reward 1 when the extracted answer is right. The LLM is frozen and decoding is greedy, so the continuation
 for a (prompt, first token) pair is memoised. Trainable: the TRM only (the compressor W and the LLM stay
 frozen: in this design the policy's log-probability does not depend on W).
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from llm_trm.data import ANSWER_INSTRUCTION, chat_prompt, make_problems
+from llm_trm.data import addition_split, answer_prompt, chat_prompt, template_prefix
 from llm_trm.grpo import extract_answer, gaussian_logprob, group_advantages, grpo_loss, is_correct
 from llm_trm.hidden import last_layer_states
 from llm_trm.llm import LazyLLM, Tracker, pick_run_device
@@ -55,10 +57,12 @@ class Phase3Config:
     scale_rewards: str = "group"
     sigma_scale: float = 0.1  # sigma = sigma_scale * RMS of the phase-2 means on the training prompts
     n_supervision_steps: int | None = None  # default: the phase-2 value
-    num_train: int = 64
-    num_eval: int = 64
-    max_value: int = 9
-    max_new_tokens: int = 8
+    num_train: int = 256
+    num_eval: int = 200  # held-out prompts (operand pairs disjoint from phase-2 and phase-3 training)
+    heldout_pool: int = 500  # the datagen's held-out pairs (same seed and max_value: the same problems)
+    max_value: int = 99
+    eval_every: int = 4  # GRPO steps between held-out accuracy points of the learning curve
+    max_new_tokens: int = 4
     cot_max_new_tokens: int = 64
     seed: int = 42
     device: str = "auto"
@@ -110,16 +114,27 @@ class Decoder:
 
 
 @torch.no_grad()
-def encode_prompts(llm, tokenizer, comp, questions: list[str]) -> dict:
-    """Prompt ids, compressed context [L_i, D'] and the raw last prompt state [D] per question."""
+def encode_prompts(llm, tokenizer, comp, problems: list, batch_size: int = 32) -> dict:
+    """Per problem: ids of the answer-only prompt (decoding starts there), the compressed user-turn states
+    [L_i, D'] (after the chat template's shared prefix, before ``<think>``: the phase-2 context) and the raw
+    last state of the answer-only prompt [D] (for the compressor round trip)."""
+    from llm_trm.hidden import PrefixCache, shared_prefix_ids
+
+    texts = [answer_prompt(tokenizer, p) for p in problems]
+    prefix = PrefixCache(llm, shared_prefix_ids(tokenizer, texts[:8], template_prefix(tokenizer)))
+    n_pre = len(prefix)
     ids, ctx, last = [], [], []
-    dev = next(llm.parameters()).device
-    for q in questions:
-        p = tokenizer(chat_prompt(tokenizer, q), add_special_tokens=False).input_ids
-        h = last_layer_states(llm, torch.tensor([p], device=dev))[0].cpu()
-        ids.append(p)
-        ctx.append(comp(h))
-        last.append(h[-1])
+    for s in range(0, len(texts), batch_size):
+        chunk = problems[s: s + batch_size]
+        enc = tokenizer(texts[s: s + batch_size], padding="longest", return_tensors="pt", add_special_tokens=False)
+        dev = next(llm.parameters()).device
+        h = prefix.states(enc.input_ids[:, n_pre:].to(dev), enc.attention_mask[:, n_pre:].to(dev)).cpu()
+        for i, p in enumerate(chunk):
+            n = int(enc.attention_mask[i].sum())
+            n_chat = len(tokenizer(chat_prompt(tokenizer, p.question), add_special_tokens=False).input_ids)
+            ids.append(enc.input_ids[i, :n].tolist())
+            ctx.append(comp(h[i, : n_chat - n_pre]))
+            last.append(h[i, n - 1 - n_pre])
     return {"ids": ids, "ctx": ctx, "last": torch.stack(last)}
 
 
@@ -143,10 +158,15 @@ def rewards_for(decoder, prompts: list[list[int]], toks: torch.Tensor, golds: li
         toks.shape)
 
 
-def accuracy(decoder, prompts, golds, firsts=None, max_new=None) -> float:
+def correct(decoder, prompts, golds, firsts=None, max_new=None) -> list[float]:
+    """Per-prompt 0/1 correctness of greedy decoding (first token forced when ``firsts`` is given)."""
     texts = decoder.complete_many([(p, None if firsts is None else int(firsts[i]), max_new)
                                    for i, p in enumerate(prompts)])
-    return sum(is_correct(extract_answer(t), g) for t, g in zip(texts, golds)) / len(golds)
+    return [float(is_correct(extract_answer(t), g)) for t, g in zip(texts, golds)]
+
+
+def accuracy(decoder, prompts, golds, firsts=None, max_new=None) -> float:
+    return sum(correct(decoder, prompts, golds, firsts, max_new)) / len(golds)
 
 
 def grpo_step(policy, ref_mu, ctx, prompts, golds, comp, head, decoder, opt, cfg, sigma, n_sup):
@@ -178,32 +198,40 @@ def grpo_step(policy, ref_mu, ctx, prompts, golds, comp, head, decoder, opt, cfg
 def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
     from shared_utils.models import load_tokenizer
 
+    from llm_trm.checks import check_output_path, load_torch_file
+
+    out = check_output_path(cfg.output_dir, "--output_dir")
     seed_everything(cfg.seed)
     comp = load_compressor(cfg.compressor_checkpoint)
     ref = load_trm(cfg.trm_checkpoint)
     policy = load_trm(cfg.trm_checkpoint)
-    ck2 = torch.load(cfg.trm_checkpoint, map_location="cpu", weights_only=True)
+    ck2 = load_torch_file(cfg.trm_checkpoint, "TRM checkpoint")
     n_sup = cfg.n_supervision_steps or ck2["config"]["n_supervision_steps"]
     if ref.cfg.d_model != comp.d_compressed:
         raise UserError(f"TRM width {ref.cfg.d_model} != compressor D' {comp.d_compressed}")
+    train_p, pool = addition_split(cfg.num_train, max(cfg.heldout_pool, cfg.num_eval), cfg.max_value, cfg.seed)
+    eval_p = pool[: cfg.num_eval]
     tokenizer = tokenizer or load_tokenizer(cfg.model_name)
     model = (llm or LazyLLM(cfg.model_name, pick_run_device(cfg.device))).get()
     head = model.get_output_embeddings().weight.detach().float().cpu()
-    train_p = make_problems(cfg.num_train, seed=cfg.seed + 7, max_value=cfg.max_value)
-    eval_p = make_problems(cfg.num_eval, seed=cfg.seed + 8, max_value=cfg.max_value)
-    tr = encode_prompts(model, tokenizer, comp, [p.question for p in train_p])
-    ev = encode_prompts(model, tokenizer, comp, [p.question for p in eval_p])
+    tr = encode_prompts(model, tokenizer, comp, train_p)
+    ev = encode_prompts(model, tokenizer, comp, eval_p)
     tr_gold, ev_gold = [str(p.answer) for p in train_p], [str(p.answer) for p in eval_p]
     ref_mu_tr = policy_means(ref, tr["ctx"], n_sup, grad=False)
-    sigma = cfg.sigma_scale * ref_mu_tr.pow(2).mean().sqrt().item()
+    rms = ref_mu_tr.pow(2).mean().sqrt().item()
+    sigma = cfg.sigma_scale * (rms if rms > 0 else ref.y_std.pow(2).mean().sqrt().item())  # untrained TRM: mu = 0
     decoder = Decoder(model, tokenizer, cfg.max_new_tokens)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, betas=(0.9, 0.99), weight_decay=0.0)
-    out = Path(cfg.output_dir)
     run_dir = RunDir(out)
     run_dir.write_config(asdict(cfg))
     run_dir.write_meta(seed=cfg.seed, sigma=sigma)
     tracker = Tracker.create(cfg.use_wandb, cfg.wandb_project, f"phase3_grpo_d{comp.d_compressed}", asdict(cfg))
+
+    def heldout_acc(net) -> float:
+        return accuracy(decoder, ev["ids"], ev_gold, first_tokens(policy_means(net, ev["ctx"], n_sup, False), comp, head))
+
     step, g = 0, torch.Generator().manual_seed(cfg.seed)
+    curve = [{"step": 0, "heldout_accuracy": heldout_acc(policy)}]
     policy.eval()  # dropout off: the ratio must compare the same deterministic mean
     for _epoch in tqdm(range(cfg.num_epochs), desc="phase-3 GRPO epochs", leave=False):
         perm = torch.randperm(cfg.num_train, generator=g).tolist()
@@ -212,15 +240,23 @@ def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
             m = grpo_step(policy, ref_mu_tr[idx], [tr["ctx"][i] for i in idx], [tr["ids"][i] for i in idx],
                           [tr_gold[i] for i in idx], comp, head, decoder, opt, cfg, sigma, n_sup)
             step += 1
+            if step % cfg.eval_every == 0:
+                m["eval/heldout_accuracy"] = heldout_acc(policy)
+                curve.append({"step": step, "heldout_accuracy": m["eval/heldout_accuracy"]})
             run_dir.log(step, **m)
             tracker.log(m, step)
+    if curve[-1]["step"] != step:
+        curve.append({"step": step, "heldout_accuracy": heldout_acc(policy)})
     tracker.finish()
     atomic_torch_save({"trm_state_dict": policy.state_dict(), "trm_config": asdict(policy.cfg), "config": asdict(cfg),
                        "sigma": sigma, "compressor": comp.state_dict()}, out / "trm_grpo.pt")
-    report = evaluate_all(cfg, decoder, tokenizer, comp, head, ref, policy, ev, ev_gold, eval_p, n_sup)
+    per = evaluate_all(cfg, decoder, tokenizer, comp, head, ref, policy, ev, ev_gold, eval_p, n_sup)
+    report = {k: sum(v) / len(v) for k, v in per.items()}
     report["_meta"] = {"sigma": sigma, "steps": step, "num_train": cfg.num_train, "num_eval": cfg.num_eval,
-                       "max_value": cfg.max_value, "group_size": cfg.group_size}
+                       "max_value": cfg.max_value, "group_size": cfg.group_size, "curve": curve,
+                       "rewards": [r.get("reward") for r in run_dir.read_metrics()]}
     atomic_write_json(out / "eval.json", report)
+    atomic_write_json(out / "eval_examples.json", per)
     for k, v in report.items():
         if not k.startswith("_"):
             print(f"[phase3] accuracy {k:22s} {v:.3f}", flush=True)
@@ -229,18 +265,18 @@ def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
 
 @torch.no_grad()
 def evaluate_all(cfg, decoder, tokenizer, comp, head, ref, policy, ev, golds, problems, n_sup) -> dict:
-    """Held-out accuracy of the five systems of [LT] scripts/benchmark.py (greedy decoding)."""
-    cot_ids = [tokenizer(chat_prompt(tokenizer, p.question.replace(ANSWER_INSTRUCTION, COT_INSTRUCTION)),
-                         add_special_tokens=False).input_ids for p in problems]
+    """Per-prompt held-out correctness of the five systems of [LT] scripts/benchmark.py (greedy decoding)."""
+    cot_ids = [tokenizer(chat_prompt(tokenizer, f"{p.question} {COT_INSTRUCTION}"), add_special_tokens=False).input_ids
+               for p in problems]
     round_trip = (comp.reconstruct(ev["last"]) @ head.T).argmax(-1)
     return {
-        "base_no_think": accuracy(decoder, ev["ids"], golds),
-        "base_cot_prompt": accuracy(decoder, cot_ids, golds, max_new=cfg.cot_max_new_tokens),
-        "compressor_round_trip": accuracy(decoder, ev["ids"], golds, round_trip),
-        "phase2_trm": accuracy(decoder, ev["ids"], golds, first_tokens(policy_means(ref, ev["ctx"], n_sup, False),
-                                                                        comp, head)),
-        "phase3_trm": accuracy(decoder, ev["ids"], golds, first_tokens(policy_means(policy, ev["ctx"], n_sup, False),
-                                                                        comp, head)),
+        "base_answer_only": correct(decoder, ev["ids"], golds),
+        "base_cot_prompt": correct(decoder, cot_ids, golds, max_new=cfg.cot_max_new_tokens),
+        "compressor_round_trip": correct(decoder, ev["ids"], golds, round_trip),
+        "phase2_trm": correct(decoder, ev["ids"], golds, first_tokens(policy_means(ref, ev["ctx"], n_sup, False),
+                                                                      comp, head)),
+        "phase3_trm": correct(decoder, ev["ids"], golds, first_tokens(policy_means(policy, ev["ctx"], n_sup, False),
+                                                                      comp, head)),
     }
 
 
@@ -250,7 +286,7 @@ def parse_config(argv=None) -> Phase3Config:
     for k in ("trm_checkpoint", "compressor_checkpoint", "model_name", "output_dir", "device", "wandb_project"):
         p.add_argument(f"--{k}", default=getattr(c, k))
     for k in ("batch_size", "num_epochs", "group_size", "num_iterations", "num_train", "num_eval", "max_value",
-              "max_new_tokens", "cot_max_new_tokens", "seed"):
+              "max_new_tokens", "cot_max_new_tokens", "seed", "heldout_pool", "eval_every"):
         p.add_argument(f"--{k}", type=int, default=getattr(c, k))
     for k in ("learning_rate", "kl_coef", "epsilon", "sigma_scale"):
         p.add_argument(f"--{k}", type=float, default=getattr(c, k))
@@ -260,7 +296,7 @@ def parse_config(argv=None) -> Phase3Config:
     p.add_argument("--use_wandb", action="store_true")
     cfg = Phase3Config(**vars(p.parse_args(argv)))
     bad = [k for k in ("batch_size", "num_epochs", "num_iterations", "num_train", "num_eval", "max_value",
-                       "max_new_tokens") if getattr(cfg, k) < 1]
+                       "max_new_tokens", "eval_every") if getattr(cfg, k) < 1]
     if cfg.group_size < 2:
         bad.append("group_size (>= 2: GRPO needs a group)")
     if cfg.sigma_scale <= 0:
