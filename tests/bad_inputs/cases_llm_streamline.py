@@ -98,7 +98,7 @@ CASES = [
     dict(id="stability-missing-dir", cwd=C, argv=["calculate_stability.py", "{tmp}/a", "{tmp}/b"],
          expect="does not exist"),
     dict(id="stability-malformed-jsonl", cwd=C, argv=["calculate_stability.py", "{orig}", "{pruned}"],
-         expect="malformed JSON", setup="malformed_samples"),
+         expect="not an lm-eval multiple-choice sample", setup="malformed_samples"),
     dict(id="stability-json-is-a-directory", cwd=C, argv=["calculate_stability.py", "{o}", "{p}", "--json", "{dir}"],
          expect="is a directory", setup="a_directory"),
     dict(id="table-unknown-row", cwd=C, argv=["scripts/make_table.py", "--rows", "original,bogus"],
