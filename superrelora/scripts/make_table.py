@@ -38,6 +38,9 @@ def main():
             "machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "wall_minutes": round((time.time() - t0) / 60, 1), "threads": args.threads or "torch default"}
     aggregate(rows, meta, args.results, out_root)
+    from superrelora.table import evidence_table
+
+    evidence_table(rows, meta, args.results)
     print(f"[table] wrote {args.results}/table.md in {meta['wall_minutes']} min")
 
 

@@ -79,3 +79,22 @@ def legacy_eval(model, tokenizer, rows: list[str], max_length: int = 64, batch_s
         correct += int(hit.sum())
     loss = loss_x_size / max(tokens, 1)
     return {"loss": loss, "perplexity": perplexity(loss_x_size, max(tokens, 1)), "accuracy": correct / max(tokens, 1)}
+
+
+@torch.no_grad()
+def per_row_nll(model, tokenizer, rows: list[str], max_length: int = 64, batch_size: int = 16) -> list[list[float]]:
+    """Protocol a, one entry per validation row: [summed NLL, predicted tokens, correct predictions] (for
+    intervals over rows; the token-weighted totals equal ``evaluate_text``'s loss and accuracy)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for batch in batches(tokenize_rows(tokenizer, rows, max_length), batch_size, PadCollator(pad)):
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        for i in range(ids.size(0)):
+            s, c, n = token_nll(logits[i : i + 1], ids[i : i + 1], mask[i : i + 1])
+            out.append([float(s), float(n), float(c)])
+    model.train(was_training)
+    return out

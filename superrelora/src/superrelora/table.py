@@ -77,6 +77,10 @@ def run_row(name: str, scale: str, data: str, out_root: str | Path) -> dict:
         seed_everything(cfg.seed)  # a base drawn from a config file is re-drawn identically
         report = rank_report(setup.model, load_base_model(cfg.model_name), cfg.target_modules)
         row = {**summary, "rank": report["summary"], "spectrum": mean_spectrum(report)}
+    from superrelora.evaluate import per_row_nll
+
+    row["eval_rows"] = per_row_nll(setup.model, setup.tokenizer, setup.eval_text, cfg.eval_max_length,
+                                   cfg.eval_batch_size)
     row.update({"row": name, "label": ROWS[name][0], "wall_s": time.perf_counter() - t0,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     atomic_write_json(Path(out_root) / name / "row.json", row)
@@ -136,7 +140,9 @@ def aggregate(rows: list[dict], meta: dict, results: str | Path, out_root: str |
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     slim = [{k: v for k, v in r.items() if k != "spectrum"} for r in rows]
-    atomic_write_json(results / "table.json", {"meta": meta, "rows": slim})
+    # "runs", not "rows": the per-run record; the EVIDENCE.md table with intervals is smollm2_table.json
+    atomic_write_json(results / "table.json", {"meta": meta, "runs": [{k: v for k, v in r.items() if k != "eval_rows"}
+                                                                     for r in slim]})
     atomic_write_text(results / "table.md", render(rows, meta))
     runs = {r["label"]: Path(out_root) / r["row"] for r in rows if r["row"] != "base"}
     plot_losses(runs, results / "loss_curve.png", smooth=3)
@@ -148,3 +154,48 @@ def machine() -> str:
     import os
 
     return f"{platform.platform()}, {os.cpu_count()} CPU cores, python {platform.python_version()}"
+
+
+def evidence_table(rows: list[dict], meta: dict, results: str | Path) -> dict:
+    """results/smollm2_table.{json,md} in the EVIDENCE.md shape: eval loss / perplexity / accuracy with bootstrap
+    intervals over the validation rows (one seed), paired comparisons on the same rows."""
+    import math
+
+    import numpy as np
+
+    from shared_utils import stats
+
+    def loss_of(e):
+        return float(e[:, 0].sum() / e[:, 1].sum())
+
+    t = stats.ResultsTable(table="smollm2_table", command=meta["command"], preset="cpu",
+                           scale=meta["scale"], data=meta["data"], model=meta["model"])
+    ev = {}
+    for r in rows:
+        if "eval_rows" not in r:
+            continue
+        e = ev[r["row"]] = np.array(r["eval_rows"])
+        loss = stats.bootstrap_fn(loss_of, e)
+        t.add(r["label"], "perplexity", {**loss, "mean": math.exp(loss["mean"]),
+                                         "ci95": [math.exp(v) for v in loss["ci95"]]},
+              steps=r.get("steps"), merges=r.get("merges"), trainable_params=r.get("trainable_params"),
+              max_abs_dlogit_at_merge=r.get("max_logit_change"),
+              effective_rank_dW=(r.get("rank") or {}).get("effective_rank"),
+              steps_per_second=r.get("steady_steps_per_second"))
+        t.add(r["label"], "eval_loss", loss)
+        t.add(r["label"], "accuracy", stats.bootstrap_fn(lambda x: float(x[:, 2].sum() / x[:, 1].sum()), e))
+    labels = {k: v[0] for k, v in ROWS.items()}
+    lines = []
+    for a, b in [("superrelora", "lora"), ("superrelora", "relora"), ("superrelora", "superrelora_ref"),
+                 ("full", "lora"), ("lora", "base")]:
+        if a in ev and b in ev:
+            c = stats.as_comparison(stats.bootstrap_fn(lambda x, y: loss_of(x) - loss_of(y), ev[a], ev[b]))
+            t.compare(labels[a], labels[b], "eval_loss", c)
+            lines.append(stats.verdict_line(labels[a], labels[b], "eval_loss", c, higher_is_better=False))
+    t.verdict = "; ".join(lines) or "no comparisons"
+    t.notes += [f"Pipeline check on the real SmolLM2-135M-Instruct, one seed, {meta['scale']}: intervals are over "
+                "the validation rows only (bootstrap of the token-weighted loss), not over seeds.",
+                "Row fields (steps, merges, max |dlogit| at a merge, effective rank of dW, steps/s) are in the JSON."]
+    t.wall_s = meta.get("wall_minutes", 0) * 60
+    t.write(Path(results) / "smollm2_table")
+    return t.to_dict()
