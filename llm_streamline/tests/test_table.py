@@ -135,3 +135,16 @@ def test_run_table_end_to_end_on_a_tiny_model(tiny_dir, corpus, tmp_path):
     before = (tmp_path / "w" / "cpu" / "n2" / "eval" / "none" / "row.json").stat().st_mtime
     run_table(argv)
     assert (tmp_path / "w" / "cpu" / "n2" / "eval" / "none" / "row.json").stat().st_mtime == before
+
+
+def test_assemble_only_names_missing_jobs(tmp_path):
+    from shared_utils.errors import UserError
+
+    work = fake_work(tmp_path, ["original", "none", "shortgpt", "mse_nosink"])
+    argv = ["--preset", "cpu_ppl", "--rows", "original,none,shortgpt,mse_nosink", "--curve_n", "",
+            "--work_dir", str(tmp_path), "--out_dir", str(tmp_path / "r"), "--assemble_only"]
+    (work.rename(tmp_path / "cpu_ppl"))
+    out = run_table(argv)
+    assert len(out["table"]["rows"]) == 4 and (tmp_path / "r" / "table_cpu_ppl.json").is_file()
+    with pytest.raises(UserError, match="not finished.*train n=8 llm"):
+        run_table(argv[:3] + ["original,llm"] + argv[4:])

@@ -100,6 +100,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--num_threads", type=int, default=0)
     p.add_argument("--note", default="", help="free text added to the table notes")
     p.add_argument("--dry_run", action="store_true", help="print the resolved plan and exit")
+    p.add_argument("--assemble_only", action="store_true",
+                   help="run nothing: write results/ from finished jobs (error naming any job not finished)")
     a = p.parse_args(argv)
     for key, value in PRESETS[a.preset].items():
         if getattr(a, key, None) is None:
@@ -242,6 +244,12 @@ class Evaluator:
         print(f"[table] {row} n={n}: ppl {result['ppl']:.2f}, val nll {result['val_nll']:.3f}, "
               f"{result['eval_seconds']} s", flush=True)
         return result
+
+
+def job_done(work: Path, kind: str, n: int, row: str) -> bool:
+    if kind == "train":
+        return (work / f"n{n}" / row / RECORD).is_file()
+    return (row_dir(work, row, n) / "row.json").is_file()
 
 
 def row_dir(work: Path, row: str, n: int) -> Path:
@@ -403,7 +411,8 @@ def plot_training(work: Path, a, path: Path) -> None:
     axes[0].set(yscale="log", xlabel="micro-batch", ylabel="training MSE", title="MSE-loss rows")
     axes[1].set(xlabel="micro-batch", ylabel="LM loss", title="LLM-loss row")
     for ax in axes:
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -444,10 +453,17 @@ def run_table(argv=None) -> dict:
     seed_everything(a.seed)
     work, out = Path(a.work_dir) / a.preset, Path(a.out_dir)
     evaluator, crow = None, None
+    if a.assemble_only:
+        missing = [f"{k} n={n} {r}" for k, n, r in jobs if r != "curve" and not job_done(work, k, n, r)]
+        if missing:
+            raise UserError(f"--assemble_only: {len(missing)} job(s) not finished under {work}: {', '.join(missing)}")
+        jobs = [j for j in jobs if j[2] == "curve"]  # resolved below; each is done or reported missing
     for kind, n, row in jobs:
         if row == "curve":
             crow = crow or curve_row(a, work)
             row = crow
+        if a.assemble_only and not job_done(work, kind, n, row):
+            raise UserError(f"--assemble_only: {kind} n={n} {row} is not finished under {work}")
         if kind == "train":
             train(a, row, n, work)
             continue
