@@ -76,8 +76,8 @@ def load(dry_run: bool, device):
 
 
 def check(a) -> dict:
-    from llm_streamline import flops as F
     from llm_streamline import data as D
+    from llm_streamline import flops as F
     from llm_streamline.adapters import get_adapter
     from llm_streamline.evaluate import perplexity
     from llm_streamline.lightweight import build_lightweight, trainable_parameters

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +30,6 @@ import torch
 
 from shared_utils import bench, stats
 from shared_utils.errors import UserError, cli_main
-from shared_utils.runs import atomic_write_json
 
 PROJECT = "llm_streamline"
 

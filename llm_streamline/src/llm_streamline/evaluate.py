@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -54,14 +55,12 @@ def perplexity(model, blocks: torch.Tensor, batch_size: int = 4, device="cpu") -
 
 
 @torch.no_grad()
-def token_nlls(model, blocks: torch.Tensor, batch_size: int = 4, device="cpu") -> "np.ndarray":
+def token_nlls(model, blocks: torch.Tensor, batch_size: int = 4, device="cpu") -> np.ndarray:
     """Next-token NLL of every predicted token, in text order: [num_blocks * (seq_len - 1)] float64.
 
     Its mean is the log-perplexity of :func:`perplexity`; kept per token so that intervals (block bootstrap) and
     paired differences between two models on the same tokens can be computed.
     """
-    import numpy as np
-
     model.eval()
     out = []
     for i in tqdm(range(0, len(blocks), batch_size), desc="token nll", leave=False):
