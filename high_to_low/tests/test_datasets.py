@@ -16,6 +16,7 @@ from high_to_low.reasoning_datasets import (
     answer_text,
     arithmetic_example,
     generate,
+    is_heldout,
     load_split,
     main,
     parse_qa_lines,
@@ -73,9 +74,9 @@ def test_generators_are_deterministic_per_seed():
         assert generate(name, 50, 7, seq_len=20, max_n=8) == generate(name, 50, 7, seq_len=20, max_n=8)
         assert generate(name, 50, 7, seq_len=20, max_n=8) != generate(name, 50, 8, seq_len=20, max_n=8)
     # split seeds as in the original: test 1453, valid 2025, train 42
-    assert load_split("parity", "test", num=5, seq_len=9) == generate("parity", 5, 1453, seq_len=9)
-    assert load_split("parity", "valid", num=5, seq_len=9) == generate("parity", 5, 2025, seq_len=9)
-    assert load_split("parity", "train", num=5, seq_len=9) == generate("parity", 5, 42, seq_len=9)
+    assert load_split("parity", "test", num=5, seq_len=9) == generate("parity", 5, 1453, seq_len=9, holdout="eval")
+    assert load_split("parity", "valid", num=5, seq_len=9) == generate("parity", 5, 2025, seq_len=9, holdout="eval")
+    assert load_split("parity", "train", num=5, seq_len=9) == generate("parity", 5, 42, seq_len=9, holdout="train")
 
 
 def test_parity_format_and_labels():
@@ -149,8 +150,8 @@ def test_written_files_round_trip(tmp_path):
     main(["--dataset_name", "parity", "--out_dir", str(tmp_path), "--num_train", "20", "--num_eval", "5",
           "--seq_len", "6"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.txt", "train.txt", "valid.txt"]
-    assert load_split("parity", "train", tmp_path) == generate("parity", 20, 42, seq_len=6)
-    assert load_split("parity", "test", tmp_path) == generate("parity", 5, 1453, seq_len=6)
+    assert load_split("parity", "train", tmp_path) == generate("parity", 20, 42, seq_len=6, holdout="train")
+    assert load_split("parity", "test", tmp_path) == generate("parity", 5, 1453, seq_len=6, holdout="eval")
     items = generate("multi-step-arithmetic", 20, 1, max_n=6)
     write_qa_lines(tmp_path / "a" / "test.txt", items)
     assert parse_qa_lines(tmp_path / "a" / "test.txt", INSTRUCTIONS["multi-step-arithmetic"]) == items
@@ -181,3 +182,19 @@ def test_word_tokenizer_round_trip_and_lengths():
 def test_answer_extraction(generated, gold, dataset, ok):
     assert is_correct(dataset, generated, gold) is ok
     assert extract_prediction(": 5\n: 6") == "5"
+
+
+@pytest.mark.parametrize("name,gen", [("parity", {"seq_len": 16}), ("multi-step-arithmetic", {"max_n": 6})])
+def test_generated_test_sets_share_no_prompt_with_training(name, gen):
+    """The table's scale: 2,000 training items of two seeds vs the test set (and unfiltered, they would overlap)."""
+    train = {it["input"] for seed in (0, 1) for it in load_split(name, "train", num=2000, seed=seed, **gen)}
+    test = load_split(name, "test", num=500, **gen)
+    assert all(is_heldout(it) for it in test) and not any(is_heldout({"input": p}) for p in train)
+    assert sum(it["input"] in train for it in test) == 0
+    raw = generate(name, 500, 1453, **gen)
+    assert sum(it["input"] in train for it in raw) > 25  # the original's generator does overlap
+
+
+def test_holdout_refuses_a_too_small_space():
+    with pytest.raises(UserError, match="too small"):
+        generate("parity", 5, 0, seq_len=1, holdout="eval")  # neither "0 " nor "1 " is in the held-out class

@@ -91,7 +91,7 @@ def training_rows(args, table, ids, peak) -> dict:
     samples = bench.interleaved_samples({n: (lambda m=m: step(m, ids)) for n, m in models.items()},
                                         warmup=2, rounds=args.rounds)
     out = {}
-    for name, m in models.items():
+    for name in models:
         med = statistics.median(samples[name])
         row = f"high_to_low: {name}"
         mfu = stats.metric_value(flops[name] / med / peak, flops=flops[name], seconds=med)

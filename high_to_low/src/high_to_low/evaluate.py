@@ -21,11 +21,20 @@ from tqdm import tqdm
 
 from high_to_low.get_model import build_model
 from high_to_low.reasoning_datasets import answer_text, check_dataset, encode, load_split, prompt_text
-from high_to_low.training import load_trainable, make_batch, model_short, set_threads, span_logprobs, str2bool
+from high_to_low.training import (
+    check_generator_sizes,
+    check_sizes,
+    load_trainable,
+    make_batch,
+    model_short,
+    set_threads,
+    span_logprobs,
+    str2bool,
+)
 from shared_utils.answers import answers_match
 from shared_utils.errors import UserError
 from shared_utils.models import pick_device
-from shared_utils.runs import atomic_write_json, atomic_write_text
+from shared_utils.runs import atomic_write_json, atomic_write_text, check_output_path, load_json_file
 
 
 def build_parser(transformer: bool) -> argparse.ArgumentParser:
@@ -114,6 +123,21 @@ def evaluate_items(model, tokenizer, items, dataset: str, batch_size: int, devic
     return result
 
 
+CONFIG_KEYS = ("dataset_name", "our_method", "model_name", "bridges", "bridge_rank", "lora_rank", "multiplier",
+               "group_size", "full_finetune", "seq_len", "max_n")
+
+
+def validate_eval_args(args) -> None:
+    """Sizes and output path, checked before anything is loaded."""
+    check_sizes(args, ("batch_size", "num_eval", "seq_len", "min_len", "max_n"))
+    if args.max_new_tokens < 0:
+        raise UserError(f"--max_new_tokens must be >= 0 (got {args.max_new_tokens})")
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0 (got {args.threads})")
+    check_generator_sizes(args.dataset_name, args.seq_len, args.min_len, args.max_n)
+    check_output_path(args.result_folder, "--result_folder", kind="dir")
+
+
 def checkpoint_steps(folder: Path) -> list[int]:
     steps = [int(m.group(1)) for f in folder.glob("pretrain_improved_*.pth")
              if (m := re.fullmatch(r"pretrain_improved_(\d+)\.pth", f.name))]
@@ -133,9 +157,16 @@ def eval_items_for(cfg: dict, args) -> list[dict]:
 def run_evaluation(args, transformer: bool) -> dict:
     """Evaluate every not-yet-evaluated checkpoint; returns {step: mean_prob} (the results file)."""
     folder = Path(args.checkpoint_folder)
+    validate_eval_args(args)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--checkpoint_folder {folder} is a file, not a checkpoint folder")
     if not (folder / "save_configs.json").exists():
         raise UserError(f"{folder} has no save_configs.json (not a training checkpoint folder)")
-    cfg = json.loads((folder / "save_configs.json").read_text())
+    cfg = load_json_file(folder / "save_configs.json", "saved config")
+    missing = [k for k in CONFIG_KEYS if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise UserError(f"saved config {folder / 'save_configs.json'} lacks {', '.join(missing)} "
+                        "(not written by train.py?)")
     if check_dataset(args.dataset_name) != cfg["dataset_name"]:
         raise UserError(f"--dataset_name {args.dataset_name} but {folder} was trained on {cfg['dataset_name']}")
     if cfg["our_method"] == transformer:
@@ -148,14 +179,20 @@ def run_evaluation(args, transformer: bool) -> dict:
     out = Path(args.result_folder)
     stem = f"{model_short(cfg['model_name'])}_{kind}"
     results_path, em_path = out / f"{stem}_results{args.tag}.json", out / f"{stem}_greedy_em{args.tag}.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    extra = json.loads(em_path.read_text()) if em_path.exists() else {}
+    results = load_json_file(results_path, "results file") if results_path.exists() else {}
+    extra = load_json_file(em_path, "results file") if em_path.exists() else {}
+    if not isinstance(results, dict) or not isinstance(extra, dict):
+        raise UserError(f"{results_path} or {em_path} is not a JSON object; remove it to re-evaluate")
     todo = [s for s in steps if str(s) not in results]
     if not todo:
         return results
     set_threads(args.threads)
     device = pick_device(args.device)
+    gen = {"seq_len": args.seq_len or cfg["seq_len"], "min_len": args.min_len or 1, "max_n": args.max_n or cfg["max_n"]}
+    check_generator_sizes(cfg["dataset_name"], **gen)
     items = eval_items_for(cfg, args)
+    if not items:
+        raise UserError(f"the {'test' if args.test else 'valid'} set of {cfg['dataset_name']} is empty")
     model, tok = build_model(cfg)
     names = [n for n, _ in model.trainable_named_parameters(cfg["full_finetune"])]
     model.to(device).eval()

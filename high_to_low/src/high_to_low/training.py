@@ -32,7 +32,16 @@ from high_to_low.get_model import (
 from high_to_low.reasoning_datasets import answer_text, check_dataset, encode, load_split, prompt_text
 from shared_utils.errors import NonFiniteLossError, UserError
 from shared_utils.models import pick_device
-from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
+from shared_utils.runs import (
+    RunDir,
+    atomic_torch_save,
+    atomic_write_json,
+    check_output_path,
+    load_json_file,
+    load_torch_file,
+    seed_everything,
+)
+from shared_utils.runs import check_resume_config as shared_check_resume_config
 
 EPS = 2.0 ** -24  # the original's -log(p + 2^-24)
 RESUME_KEYS = ("our_method", "model_name", "dataset_name", "batch_size", "group_size", "bridges", "multiplier",
@@ -92,17 +101,37 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def check_sizes(args, names) -> None:
+    """Every named size flag that is set must be >= 1 (one line naming the flag and its value)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name} must be >= 1 (got {value})")
+
+
+def check_generator_sizes(dataset: str, seq_len, min_len, max_n) -> None:
+    """Parity needs 1 <= min_len <= seq_len; arithmetic 1 <= min_len <= max_n (else nothing can be generated)."""
+    if dataset == "parity" and seq_len is not None and min_len is not None and not 1 <= min_len <= seq_len:
+        raise UserError(f"parity needs 1 <= --min_len <= --seq_len (got --min_len {min_len}, --seq_len {seq_len})")
+    if dataset == "multi-step-arithmetic" and max_n is not None and min_len is not None and not 1 <= min_len <= max_n:
+        raise UserError(f"multi-step-arithmetic needs 1 <= --min_len <= --max_n (got --min_len {min_len}, "
+                        f"--max_n {max_n})")
+
+
 def validate(args) -> None:
     check_dataset(args.dataset_name)
-    if args.group_size <= 0:
-        raise UserError(f"--group_size must be >= 1 (got {args.group_size})")
-    if args.batch_size <= 0 or args.split_batch_into <= 0 or args.batch_size % args.split_batch_into:
+    check_sizes(args, ("batch_size", "group_size", "split_batch_into", "save_interval", "total_epochs", "max_steps",
+                       "num_train", "seq_len", "min_len", "max_n", "rank", "transformer_rank", "tiny_layers"))
+    if args.batch_size % args.split_batch_into:
         raise UserError(f"--split_batch_into {args.split_batch_into} must divide --batch_size {args.batch_size}")
-    for name in ("save_interval", "total_epochs"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name} must be >= 1")
-    if args.max_steps is not None and args.max_steps <= 0:
-        raise UserError("--max_steps must be >= 1")
+    if args.lr <= 0 or args.lr != args.lr:
+        raise UserError(f"--lr must be > 0 (got {args.lr})")
+    if args.warmup_steps < 0:
+        raise UserError(f"--warmup_steps must be >= 0 (got {args.warmup_steps})")
+    check_generator_sizes(args.dataset_name, args.seq_len, args.min_len, args.max_n)
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0 (got {args.threads})")
+    check_output_path(args.checkpoint_root_folder, "--checkpoint_root_folder", kind="dir")
 
 
 def model_short(model_name: str) -> str:
@@ -194,10 +223,9 @@ def trainable_state(model, names) -> dict:
 
 def load_trainable(model, path: Path, names) -> None:
     """Load a pretrain_improved_*.pth into the model; missing or extra tensors are a clear error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user-facing problem
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+    state = load_torch_file(path, "checkpoint")
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} does not hold a dict of tensors")
     expected = set(names)
     if set(state) != expected:
         missing, extra = sorted(expected - set(state))[:3], sorted(set(state) - expected)[:3]
@@ -218,13 +246,15 @@ def save_checkpoint(folder: Path, j: int, epoch: int, model, names, optimizer, t
 
 
 def check_resume_config(folder: Path, cfg: dict) -> None:
+    """Refuse to resume a folder trained with other settings (names each differing key with both values)."""
     path = folder / "save_configs.json"
     if not path.exists():
         return
-    old = json.loads(path.read_text())
-    diff = [k for k in RESUME_KEYS if k in old and json.dumps(old[k]) != json.dumps(cfg[k])]
-    if diff:
-        raise UserError(f"{folder} holds a run with different {', '.join(diff)}; use another --checkpoint_root_folder")
+    old = load_json_file(path, "saved config")
+    if not isinstance(old, dict):
+        raise UserError(f"saved config {path} is not a JSON object")
+    new = json.loads(json.dumps(cfg))  # as it would be saved (tuples become lists)
+    shared_check_resume_config(old, new, keys=[k for k in RESUME_KEYS if k in old], what=f"checkpoint folder {folder}")
 
 
 def dispatch_if_multi_gpu(model, device, limit: str):
@@ -302,6 +332,7 @@ def train(args) -> Path:
     cfg = resolve_config(args, base_config(args.model_name, args.tiny_layers).num_hidden_layers,
                          base_config(args.model_name, args.tiny_layers))
     folder = checkpoint_folder(args.checkpoint_root_folder, args.our_method, args.model_name, args.dataset_name)
+    check_output_path(folder, "checkpoint folder", kind="dir")
     check_resume_config(folder, cfg)
     seed_everything(args.seed)
     items = train_items(cfg)
@@ -319,8 +350,12 @@ def train(args) -> Path:
     last = latest_checkpoint(folder)
     if last is not None:
         load_trainable(model, folder / f"pretrain_improved_{last}.pth", names)
-        optimizer.load_state_dict(torch.load(folder / f"optimizer_state_{last}.pth", weights_only=True))
-        tracking = json.loads((folder / f"loss_tracking_{last}.json").read_text())
+        opt_path = folder / f"optimizer_state_{last}.pth"
+        try:
+            optimizer.load_state_dict(load_torch_file(opt_path, "optimizer state"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"optimizer state {opt_path} does not match this model ({exc})") from None
+        tracking = load_json_file(folder / f"loss_tracking_{last}.json", "loss tracking file")
         j = last
     steps_per_epoch = len(items) // cfg["batch_size"]  # an incomplete last batch is skipped
     total = steps_per_epoch * cfg["total_epochs"]
