@@ -36,8 +36,8 @@ EXTRA_TRAINABLE = ["embed_tokens", "norm", "lm_head"]  # full-rank in every LoRA
 
 PRESETS = {
     # 2-core CPU: 1.4 M parameters (d 128, 4 layers, vocab 2048), 16 x 64 tokens per update.
-    "cpu": dict(hidden=128, layers=4, heads=4, inter=384, vocab=2048, seq=64, batch=16, warm=100, steps=200,
-                merge_every=50, sweep=[25, 100], sweep_alpha=0.5, alphas=[0.1, 0.5], eval_blocks=256, lr=1e-3,
+    "cpu": dict(hidden=128, layers=4, heads=4, inter=384, vocab=2048, seq=64, batch=16, warm=100, steps=120,
+                merge_every=30, sweep=[15, 60], sweep_alpha=0.5, alphas=[0.1, 0.5], eval_blocks=256, lr=1e-3,
                 r=8, lora_alpha=16, seeds=[0, 1, 2], bf16=False, tokenizer="smollm2"),
     # One H200: the original's llama_160m shape (d 768, 12 layers) in bf16, vocabulary compacted to 32000.
     "gpu": dict(model_config="configs/llama_160m.json", vocab=32000, seq=256, batch=16, warm=150, steps=300,
@@ -269,7 +269,7 @@ def run_row(p: dict, data: dict, seed: int, row: str, spec: dict, warm, root: Pa
             "steps": len(losses), "steps_per_s": len(steady) / sum(steady),
             "tokens_seen": (p["warm"] + p["steps"]) * p["batch"] * p["seq"],
             "trainable_params": sum(q.numel() for q in res["setup"].model.parameters() if q.requires_grad),
-            "rank": report["summary"], "spectrum": mean_spectrum(report)}
+            "rank": report["summary"], "spectrum": mean_spectrum(report), "preset": p}
 
 
 def run_all(preset: str, out_root: Path, data_dir: Path | None = None, text_file: Path | None = None,
@@ -301,7 +301,11 @@ def run_all(preset: str, out_root: Path, data_dir: Path | None = None, text_file
         seed_dir = out_root / f"seed{seed}"
         path = seed_dir / row / "row.json"
         if path.is_file():
-            records.append(json.loads(path.read_text()))
+            rec = json.loads(path.read_text())
+            if rec.get("preset") != p:
+                raise UserError(f"{path} was made with other preset settings than {preset!r} now; use another "
+                                "--out_root or delete that run")
+            records.append(rec)
             continue
         if seed not in warm:
             warm[seed], info = warm_start(p, data, seed, root, seed_dir, dev)

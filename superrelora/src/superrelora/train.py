@@ -33,6 +33,7 @@ from superrelora.checkpoint import (
     validate_checkpoint,
 )
 from superrelora.config import TrainConfig, check_output_dir, config_to_dict
+from superrelora import dist
 from superrelora.data import PadCollator, load_text_rows, shuffled, tokenize_rows
 from superrelora.evaluate import evaluate_text
 from superrelora.merge import MergeHook
@@ -70,7 +71,7 @@ def count_updates(n_rows: int, cfg: TrainConfig) -> int:
     """Optimizer updates in the run (Trainer's rule: the last, shorter accumulation window of an epoch counts)."""
     if cfg.max_steps > 0:
         return cfg.max_steps
-    n_batches = math.ceil(n_rows / cfg.batch_size)
+    n_batches = math.ceil(n_rows / (cfg.batch_size * dist.world_size()))  # global batch = per-rank x ranks
     return math.ceil(n_batches / cfg.gradient_accumulation_steps) * cfg.num_epochs
 
 
@@ -82,8 +83,10 @@ def make_hook(cfg: TrainConfig, probe=None) -> MergeHook:
 
 def prepare(cfg: TrainConfig, base: torch.nn.Module | None = None, tokenizer=None) -> Setup:
     """Seed, load data, build the model (after seeding, so LoRA A is reproducible) and the hook."""
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # the same seed on every rank: identical LoRA draws and ReLoRA re-inits
     device = pick_device(cfg.device)
+    if dist.world_size() > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
     if cfg.fp16 and device.type != "cuda":
         raise UserError("fp16 needs CUDA; on CPU use bf16: true or fp32")
     tokenizer = tokenizer if tokenizer is not None else get_tokenizer(cfg)
@@ -191,7 +194,8 @@ def update_windows(setup: Setup) -> list[tuple[int, list[dict]]]:
     out: list[tuple[int, list[dict]]] = []
     epoch = 0
     while len(out) < setup.total_steps:
-        mb = [rows[i : i + cfg.batch_size] for i in range(0, len(rows), cfg.batch_size)]
+        step = cfg.batch_size * dist.world_size()  # global micro-batch; train_manual gives each rank its slice
+        mb = [rows[i : i + step] for i in range(0, len(rows), step)]
         for i in range(0, len(mb), cfg.gradient_accumulation_steps):
             out.append((epoch, mb[i : i + cfg.gradient_accumulation_steps]))
         epoch += 1
@@ -203,6 +207,8 @@ def record_step(setup: Setup, step: int, epoch: float, loss: float, lr: float, m
     if merge:
         row.update({k: v for k, v in merge.items() if k != "step"})
     setup.history.append(row)
+    if not dist.is_main():  # only rank 0 writes
+        return
     setup.run.log(**row)
     if setup.cfg.logging_steps > 0 and step % setup.cfg.logging_steps == 0:  # console; metrics.jsonl has every step
         merged = f" | merge #{merge['merge_count']} norm {merge['merge_norm']:.3g}" if merge and "merge_norm" in merge else ""
@@ -213,8 +219,18 @@ def record_step(setup: Setup, step: int, epoch: float, loss: float, lr: float, m
         fh.write(f"{step},{epoch:.4f},{loss:.6f}\n")
 
 
+def _rank_slice(batch: list[dict], cfg: TrainConfig) -> list[dict]:
+    """This rank's share of a global micro-batch (contiguous; ranks past the end of a short batch get none)."""
+    n = math.ceil(len(batch) / dist.world_size())
+    return batch[dist.rank() * n : (dist.rank() + 1) * n]
+
+
 def train_manual(setup: Setup) -> dict:
-    """The manual loop (fixed: tensors, pad masking, clipping, schedule, merges, accumulation, checkpoints)."""
+    """The manual loop (fixed: tensors, pad masking, clipping, schedule, merges, accumulation, checkpoints).
+
+    Under torchrun the forward/backward go through DistributedDataParallel (gradients averaged over ranks);
+    merges, clipping and the optimizer step then act on identical gradients and weights on every rank.
+    """
     cfg, model, device = setup.cfg, setup.model, setup.device
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, setup.total_steps)
@@ -224,20 +240,29 @@ def train_manual(setup: Setup) -> dict:
         setup.hook.restore(start, setup.resume_info.get("merges"))
     windows = update_windows(setup)
     params = [p for p in model.parameters() if p.requires_grad]
+    world = dist.world_size()
+    fwd = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        fwd = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     times = []
     for step_idx in tqdm(range(start, setup.total_steps), desc=f"train {cfg.effective_method}", initial=start,
-                         total=setup.total_steps):
+                         total=setup.total_steps, disable=not dist.is_main()):
         t0 = time.perf_counter()
         _, window = windows[step_idx]
-        window = [setup.collator(b) for b in window]
+        window = [setup.collator(b) for b in window]  # global micro-batches: every rank counts all tokens
         n_items = sum(int((b["labels"][:, 1:] != -100).sum()) for b in window)
+        mine = [setup.collator(part) for part in (_rank_slice(b, cfg) for b in windows[step_idx][1]) if part]
         loss_sum = 0.0
-        for batch in window:
+        for batch in mine:
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast(cfg, device):
-                out = model(**batch, num_items_in_batch=n_items)
+                # DDP averages gradients over ranks: normalising by n_items / world gives sum(NLL) / n_items
+                out = fwd(**batch, num_items_in_batch=n_items / world if world > 1 else n_items)
             out.loss.backward()
             loss_sum += float(out.loss.detach())
+        loss_sum = dist.mean_across(loss_sum, device)
         if not math.isfinite(loss_sum):
             raise NonFiniteLossError(f"non-finite loss at update {step_idx + 1}; last good checkpoint: "
                                      f"{latest_checkpoint(cfg.output_dir) or 'none'}")
@@ -253,7 +278,7 @@ def train_manual(setup: Setup) -> dict:
             torch.cuda.synchronize()  # honest per-update times on GPU (kernels are asynchronous)
         times.append(time.perf_counter() - t0)
         record_step(setup, step, step / _updates_per_epoch(setup), loss_sum, lr, merge)
-        if cfg.save_steps > 0 and step % cfg.save_steps == 0 and step < setup.total_steps:
+        if cfg.save_steps > 0 and step % cfg.save_steps == 0 and step < setup.total_steps and dist.is_main():
             save_checkpoint(Path(cfg.output_dir) / f"checkpoint-{step}", model, opt, sched, step, _everything(cfg),
                             run_info={"config": config_to_dict(cfg), "merges": setup.hook.events})
         _maybe_eval(setup, step)
@@ -276,7 +301,7 @@ def _resume_dir(cfg: TrainConfig) -> Path | None:
 
 def _maybe_eval(setup: Setup, step: int) -> None:
     cfg = setup.cfg
-    if cfg.eval_steps > 0 and step % cfg.eval_steps == 0 and step < setup.total_steps:
+    if dist.is_main() and cfg.eval_steps > 0 and step % cfg.eval_steps == 0 and step < setup.total_steps:
         res = evaluate_text(setup.model, setup.tokenizer, setup.eval_text, cfg.eval_max_length,
                             cfg.eval_batch_size, stream=False)
         setup.run.log(step=step, eval_loss=res["loss"], eval_perplexity=res["perplexity"],
@@ -322,18 +347,23 @@ def _reset_logs(setup: Setup) -> None:
 def run_training(cfg: TrainConfig, base=None, tokenizer=None, export: bool = True, evaluate: bool = True) -> dict:
     """Train per ``cfg``, write the run directory, evaluate; returns the summary (also in summary.json).
 
-    Bad output paths and bad or mismatched checkpoints fail here, before data or models are loaded.
+    Bad output paths and bad or mismatched checkpoints fail here, before data or models are loaded. Under torchrun
+    (WORLD_SIZE > 1) the manual loop trains data-parallel and only rank 0 writes or evaluates.
     """
     check_output_dir(cfg.output_dir)
     check_model_name(cfg.model_name)
     check_dataset(cfg)
     resume = _resume_dir(cfg)
     info = validate_checkpoint(resume, config_to_dict(cfg)) if resume is not None else {}
+    if dist.maybe_init(cfg.device) and cfg.use_trainer:
+        pass  # the HF Trainer sets up its own DDP from the same torchrun environment
     setup = prepare(cfg, base, tokenizer)
     setup.resume, setup.resume_info = resume, info
-    _reset_logs(setup)
-    setup.run.write_config(config_to_dict(cfg))
-    setup.run.write_meta(seed=cfg.seed)
+    main = dist.is_main()
+    if main:
+        _reset_logs(setup)
+        setup.run.write_config(config_to_dict(cfg))
+        setup.run.write_meta(seed=cfg.seed, world_size=dist.world_size())
     t0 = time.perf_counter()
     if cfg.use_trainer:
         from superrelora.trainer_path import train_with_trainer
@@ -342,16 +372,19 @@ def run_training(cfg: TrainConfig, base=None, tokenizer=None, export: bool = Tru
     else:
         out = train_manual(setup)
     summary = summarize(setup, out["step_times"], time.perf_counter() - t0)
-    final = Path(cfg.output_dir) / "final_model"
-    save_adapter_and_base(setup.model, final, _everything(cfg))
-    if export:
-        export_merged(setup.model, Path(cfg.output_dir) / "merged_model", setup.tokenizer
-                      if not isinstance(setup.tokenizer, ByteTokenizer) else None)
-    if evaluate:
-        res = evaluate_text(setup.model, setup.tokenizer, setup.eval_text, cfg.eval_max_length,
-                            cfg.eval_batch_size, stream=True, legacy=cfg.legacy_eval)
-        summary.update({f"eval_{k}": v for k, v in res.items()})
-    atomic_write_json(Path(cfg.output_dir) / "summary.json", summary)
-    atomic_write_text(Path(cfg.output_dir) / "merges.json", __import__("json").dumps(setup.hook.events, indent=1))
+    summary["world_size"] = dist.world_size()
+    if main:
+        final = Path(cfg.output_dir) / "final_model"
+        save_adapter_and_base(setup.model, final, _everything(cfg))
+        if export:
+            export_merged(setup.model, Path(cfg.output_dir) / "merged_model", setup.tokenizer
+                          if not isinstance(setup.tokenizer, ByteTokenizer) else None)
+        if evaluate:
+            res = evaluate_text(setup.model, setup.tokenizer, setup.eval_text, cfg.eval_max_length,
+                                cfg.eval_batch_size, stream=True, legacy=cfg.legacy_eval)
+            summary.update({f"eval_{k}": v for k, v in res.items()})
+        atomic_write_json(Path(cfg.output_dir) / "summary.json", summary)
+        atomic_write_text(Path(cfg.output_dir) / "merges.json", __import__("json").dumps(setup.hook.events, indent=1))
+    dist.barrier()
     summary["_setup"] = setup
     return summary

@@ -52,6 +52,8 @@ class SuperReLoRACallback(TrainerCallback):
     def on_save(self, args, state, control, model=None, **kwargs):
         from superrelora.train import _everything
 
+        if not state.is_world_process_zero:
+            return
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         save_state(model, ckpt, _everything(self.setup.cfg))
         write_run_info(ckpt, state.global_step, config_to_dict(self.setup.cfg), self.setup.hook.events)  # last
