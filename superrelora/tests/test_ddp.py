@@ -39,11 +39,15 @@ def _rank_main(rank: int, port: int, cfg, out_file: str):
     os._exit(0)
 
 
-@pytest.mark.parametrize("method", ["superrelora", "relora"])
-def test_two_ranks_half_batch_equal_one_rank_full_batch(tmp_path, method):
+@pytest.mark.parametrize("method, use_trainer", [
+    ("superrelora", False),
+    pytest.param("relora", False, marks=pytest.mark.slow),  # ~30 s each on a loaded 2-core machine
+    pytest.param("superrelora", True, marks=pytest.mark.slow),
+], ids=["manual-superrelora", "manual-relora", "trainer-superrelora"])
+def test_two_ranks_half_batch_equal_one_rank_full_batch(tmp_path, method, use_trainer):
     from superrelora.train import run_training
 
-    kw = dict(method=method, merge_every=2, max_steps=6, save_steps=3, logging_steps=0,
+    kw = dict(method=method, merge_every=2, max_steps=6, save_steps=3, logging_steps=0, use_trainer=use_trainer,
               **({"scheduler.type": "jagged_cosine"} if method == "relora" else {}))
     one = run_training(tiny_config(tmp_path, output_dir=str(tmp_path / "one"), batch_size=4, **kw),
                        export=False, evaluate=False)
