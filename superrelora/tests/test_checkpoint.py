@@ -109,10 +109,10 @@ def test_resume_with_different_settings_is_refused_and_same_settings_keep_merge_
     a = tmp_path / "a"
     run_training(tiny_cfg(output_dir=str(a), save_steps=3, use_trainer=use_trainer), export=False, evaluate=False)
     ckpt = str(a / "checkpoint-3")
-    for key, value, shown in [("merge_every", 3, "merge_every: checkpoint 2, now 3"),
-                              ("batch_size", 2, "batch_size: checkpoint 4, now 2"),
-                              ("method", "lora", "method: checkpoint 'superrelora', now 'lora'"),
-                              ("merge_alpha", 0.2, "merge_alpha: checkpoint 0.1, now 0.2")]:
+    for key, value, shown in [("merge_every", 3, "merge_every: checkpoint has 2, this run has 3"),
+                              ("batch_size", 2, "batch_size: checkpoint has 4, this run has 2"),
+                              ("method", "lora", "method: checkpoint has 'superrelora', this run has 'lora'"),
+                              ("merge_alpha", 0.2, "merge_alpha: checkpoint has 0.1, this run has 0.2")]:
         with pytest.raises(UserError, match="cannot resume") as exc:
             run_training(tiny_cfg(output_dir=str(tmp_path / "b"), use_trainer=use_trainer, resume_from_checkpoint=ckpt,
                                   **{key: value}), export=False, evaluate=False)

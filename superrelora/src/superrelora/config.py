@@ -241,12 +241,9 @@ def check_merge_args(alpha: float, split: str) -> None:
 
 def check_output_dir(path: str | Path, flag: str = "--output_dir") -> Path:
     """An output directory that is (or lies under) an existing file is one clear error, before any work."""
-    path = Path(path).expanduser()
-    for p in (path, *path.parents):
-        if p.exists() and not p.is_dir():
-            what = "is an existing file" if p == path else f"lies under the existing file {p}"
-            raise UserError(f"{flag} {path} {what}; give a directory path")
-    return path
+    from shared_utils.runs import check_output_path
+
+    return check_output_path(path, flag)
 
 
 def config_from_dict(data: dict) -> TrainConfig:

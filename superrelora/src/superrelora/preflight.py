@@ -65,10 +65,11 @@ def read_run_info(directory: str | Path) -> dict:
 
 def _resume_view(config: dict) -> dict:
     """The RESUME_KEYS of a config dict (``scheduler.type`` style for nested keys; method = effective method)."""
+    defaults = config_to_dict(TrainConfig())  # a key a checkpoint predates has its default value
     out = {}
     for key in RESUME_KEYS:
         head, _, tail = key.partition(".")
-        value = config.get(head)
+        value = config.get(head, defaults.get(head))
         if tail:
             value = value.get(tail) if isinstance(value, dict) else None
         out[key] = value
@@ -78,13 +79,10 @@ def _resume_view(config: dict) -> dict:
 
 
 def check_resume_config(saved: dict, new: dict) -> None:
-    """UserError naming every differing RESUME_KEY with both values (local stand-in for the planned
-    ``shared_utils.runs.check_resume_config(saved, new, keys)``)."""
-    a, b = _resume_view(saved), _resume_view(new)
-    diff = [f"{k}: checkpoint {a[k]!r}, now {b[k]!r}" for k in RESUME_KEYS if a[k] != b[k]]
-    if diff:
-        raise UserError("cannot resume with different settings (" + "; ".join(diff) + "); use the checkpoint's "
-                        "values or start a new output_dir")
+    """UserError naming every differing RESUME_KEY with both values (``shared_utils.runs.check_resume_config``)."""
+    from shared_utils.runs import check_resume_config as check
+
+    check(_resume_view(saved), _resume_view(new), RESUME_KEYS)
 
 
 def check_safetensors_file(path: Path) -> None:
