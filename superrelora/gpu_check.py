@@ -54,11 +54,11 @@ def setup_for(dry_run: bool, out_dir: Path, device):
     """A train.Setup on the real model (bf16, CUDA) or a tiny random Llama (CPU), embedded text, 2 updates."""
     import torch
 
+    from shared_utils.runs import RunDir, seed_everything
     from superrelora.config import load_config
     from superrelora.data import PadCollator, load_text_rows, stream_blocks
     from superrelora.model import build_model
     from superrelora.train import Setup, get_tokenizer, make_hook
-    from shared_utils.runs import RunDir, seed_everything
 
     over = {"method": "superrelora", "merge_every": 1, "merge_alpha": 0.1, "max_steps": 2, "logging_steps": 0,
             "output_dir": str(out_dir), "seed": 0, "learning_rate": 2e-4}

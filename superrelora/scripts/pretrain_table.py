@@ -68,8 +68,8 @@ def main():
     import superrelora.pretrain as pt
 
     if a.dry_run:  # same code path, tiny sizes: checks that the preset builds and trains (GPU presets on CPU)
-        pt.PRESETS[a.preset] = {**preset, "warm": 2, "steps": 2, "batch": 2, "eval_blocks": 4, "merge_every": 1,
-                                "sweep": [2], "seeds": [0]}
+        pt.PRESETS[a.preset] = {**preset, "warm": 2, "steps": 2, "batch": 2, "seq": min(preset["seq"], 32),
+                                "eval_blocks": 4, "merge_every": 1, "sweep": [2], "seeds": [0]}
         seeds = seeds or [0]
     t0 = time.time()
     records = pt.run_all(a.preset, out_root, None if text_file else data_dir, text_file, rows, seeds, ROOT,

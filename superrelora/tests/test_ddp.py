@@ -13,9 +13,8 @@ import socket
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import tiny_config
+from safetensors.torch import load_file
 
 
 def _free_port() -> int:

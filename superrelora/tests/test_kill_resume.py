@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import tiny_config
+from safetensors.torch import load_file
 
 STEPS = 16
 

@@ -17,7 +17,6 @@ Rows (`superrelora: <setting>`):
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path

@@ -40,8 +40,8 @@ PRESETS = {
                 merge_every=30, sweep=[15, 60], sweep_alpha=0.5, alphas=[0.1, 0.5], eval_blocks=256, lr=1e-3,
                 r=8, lora_alpha=16, seeds=[0, 1, 2], bf16=False, tokenizer="smollm2"),
     # One H200: the original's llama_160m shape (d 768, 12 layers) in bf16, vocabulary compacted to 32000.
-    "gpu": dict(model_config="configs/llama_160m.json", vocab=32000, seq=256, batch=16, warm=150, steps=300,
-                merge_every=75, sweep=[38, 150], sweep_alpha=0.5, alphas=[0.1, 0.5], eval_blocks=512, lr=5e-4,
+    "gpu": dict(model_config="configs/llama_160m.json", vocab=32000, seq=256, batch=16, warm=100, steps=200,
+                merge_every=50, sweep=[25, 100], sweep_alpha=0.5, alphas=[0.1, 0.5], eval_blocks=512, lr=5e-4,
                 r=64, lora_alpha=128, seeds=[0, 1, 2], bf16=True, tokenizer="smollm2"),
     # Seconds on CPU, byte tokenizer, for tests.
     "smoke": dict(hidden=32, layers=2, heads=2, inter=64, vocab=64, seq=16, batch=4, warm=4, steps=8, merge_every=2,
@@ -255,7 +255,8 @@ def run_row(p: dict, data: dict, seed: int, row: str, spec: dict, warm, root: Pa
     start = p["warm"] * p["batch"]
     res = run_phase(cfg, model, order(data, seed, start + p["steps"] * p["batch"])[start:], device)
     nll = block_nll(res["setup"].model, data["eval"], device, bf16=p["bf16"])
-    report = rank_report(res["setup"].model.float().cpu(), warm, TARGETS)
+    report = rank_report(res["setup"].model.float(), warm.to(device), TARGETS)  # SVDs on the training device
+    warm.cpu()
     losses = [r["loss"] for r in res["setup"].history]
     steady = res["step_times"][1:] or res["step_times"]
     return {"row": row, "label": spec["label"], "seed": seed, "method": cfg.effective_method,
@@ -420,7 +421,7 @@ def assemble(records: list[dict], preset: str, command: str, wall_s: float, data
 
 
 def scale_line(p: dict) -> str:
-    shape = (f"llama_160m shape" if "model_config" in p else
+    shape = ("llama_160m shape" if "model_config" in p else
              f"Llama d={p['hidden']} x {p['layers']} layers, {p['heads']} heads, ffn {p['inter']}")
     return (f"{shape}, vocabulary {p['vocab']} (compacted), {p['batch']} x {p['seq']} tokens per update, warm start "
             f"{p['warm']} full-rank updates, then {p['steps']} updates per row, lr {p['lr']}, r={p['r']}, "

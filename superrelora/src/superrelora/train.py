@@ -24,6 +24,7 @@ from tqdm import tqdm
 from shared_utils.errors import NonFiniteLossError, UserError
 from shared_utils.models import load_tokenizer, pick_device
 from shared_utils.runs import RunDir, atomic_write_json, atomic_write_text, seed_everything
+from superrelora import dist
 from superrelora.checkpoint import (
     export_merged,
     latest_checkpoint,
@@ -33,12 +34,11 @@ from superrelora.checkpoint import (
     validate_checkpoint,
 )
 from superrelora.config import TrainConfig, check_output_dir, config_to_dict
-from superrelora import dist
 from superrelora.data import PadCollator, load_text_rows, shuffled, tokenize_rows
 from superrelora.evaluate import evaluate_text
 from superrelora.merge import MergeHook
-from superrelora.preflight import check_dataset, check_model_name, resume_dir
 from superrelora.model import build_model, load_base_model, trainable_parameters
+from superrelora.preflight import check_dataset, check_model_name, resume_dir
 from superrelora.tokenizer import ByteTokenizer
 
 
