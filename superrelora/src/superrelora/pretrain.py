@@ -407,14 +407,20 @@ def assemble(records: list[dict], preset: str, command: str, wall_s: float, data
         f"vocabulary) is {100 * data['unk_rate_eval']:.1f} % of held-out targets and stays a prediction target.",
         "steps_per_s was measured on a shared, loaded machine: compare it within a table only.",
     ]
+    results.mkdir(parents=True, exist_ok=True)
+    t.write(results / "pretrain_table")
+    settings = ["", "## Per-row settings", "",
+                "| method | schedule | merge_every | alpha | split | merges | trainable params | tokens seen | seeds |",
+                "|---|---|---|---|---|---|---|---|---|"]
     for row in ["warm_start", *spec]:
         if row in nll:
             f = by_row[row][0]
-            t.notes.append(f"{labels[row]}: schedule {f.get('schedule')}, merge_every {f.get('merge_every', 0)}, "
-                           f"merges {f.get('merges', 0)}, trainable params {f.get('trainable_params', '-')}, "
-                           f"tokens seen {f.get('tokens_seen')} (warm start included)")
-    results.mkdir(parents=True, exist_ok=True)
-    t.write(results / "pretrain_table")
+            settings.append(f"| {labels[row]} | {f.get('schedule')} | {f.get('merge_every') or '-'} | "
+                            f"{f.get('merge_alpha') or '-'} | {f.get('merge_split') or '-'} | {f.get('merges', 0)} | "
+                            f"{f.get('trainable_params', '-')} | {f.get('tokens_seen')} | "
+                            f"{','.join(str(r['seed']) for r in by_row[row])} |")
+    md = results / "pretrain_table.md"
+    md.write_text(md.read_text().rstrip("\n") + "\n" + "\n".join(settings) + "\n")
     plot_curves(by_row, labels, seeds[0], out_root, results / "pretrain_loss_curve.png")
     plot_sweep(by_row, p, labels, results / "merge_every_sweep.png")
     return t.to_dict()
