@@ -481,20 +481,25 @@ def run(cfg: Phase1Config) -> dict:
 
     check_output_path(cfg.output_dir, "--output_dir")
     check_data_path(cfg.data_path, names=("embedded", "wikitext", "wikitext2", "wikitext-2-raw-v1"))
+    ds = cfg.sweep_d_values if cfg.sweep else [cfg.d_compressed]
+    outs = {d: Path(cfg.output_dir) / f"d{d}" if cfg.sweep else Path(cfg.output_dir) for d in ds}
+    if cfg.resume:  # refuse a corrupt or mismatched resume file before anything is loaded or written
+        for d in ds:
+            load_resume(outs[d] / resume_name(cfg.stage), cfg, d)
+    if cfg.stage == "1b":  # fail before any model work when the stage-1a checkpoint is missing
+        for d in ds:
+            init = Path(cfg.compressor_checkpoint or outs[d] / checkpoint_name("1a"))
+            if not init.is_file():
+                raise UserError(f"compressor checkpoint {init} not found (run stage 1a first, or pass "
+                                "--compressor_checkpoint)")
     device = pick_run_device(cfg.device)
     d_model = model_hidden_size(cfg.model_name)
-    ds = cfg.sweep_d_values if cfg.sweep else [cfg.d_compressed]
     too_big = [d for d in ds if d > d_model]
     if too_big:
         raise UserError(f"D'={too_big} larger than the model's hidden size D={d_model}")
-    if cfg.stage == "1b":  # fail before any LLM work when the stage-1a checkpoint is missing or mismatched
+    if cfg.stage == "1b":  # shape check of the stage-1a checkpoints
         for d in ds:
-            out = Path(cfg.output_dir) / f"d{d}" if cfg.sweep else Path(cfg.output_dir)
-            load_compressor_state(cfg.compressor_checkpoint or out / checkpoint_name("1a"), d_model, d)
-    if cfg.resume:  # refuse a mismatched resume file before anything is loaded or written
-        for d in ds:
-            out = Path(cfg.output_dir) / f"d{d}" if cfg.sweep else Path(cfg.output_dir)
-            load_resume(out / resume_name(cfg.stage), cfg, d)
+            load_compressor_state(cfg.compressor_checkpoint or outs[d] / checkpoint_name("1a"), d_model, d)
     tokenizer = load_tokenizer(cfg.model_name)
     llm = load_frozen_llm(cfg.model_name, device)
     data, online_fn = prepare_data(cfg, tokenizer, llm)
