@@ -32,6 +32,18 @@ from shared_utils import bench, stats
 from shared_utils.errors import UserError, cli_main
 
 PROJECT = "llm_streamline"
+RATIO_NOTE = (
+    "`ratio` = speed-up / FLOP ceiling (the judged figure; 1 = the FLOP ceiling reached). `limit` = L/(L-n) / "
+    "FLOP ceiling, the hard bound (the shared part cannot take less than 0 s): an interval beyond it is flagged "
+    "`beyond limit` and the script exits 1; an interval above 1 but within it is flagged `above FLOP ceiling` "
+    "(the lm_head's large matmul can run at a higher FLOP rate than the layers' small ones; at batch 1 per-layer "
+    "overhead, not FLOPs, sets the time). FLOP ceiling = F(L)/F(L-n) with the lm_head and attention "
+    "counted (row field `flop_ceiling`); `layer_ceiling` = L/(L-n), which ignores the lm_head; "
+    "`measured_ceiling` = t_full / (t_shared + (L-n)/L (t_full - t_shared)) per round."
+)
+VERDICT_OK = ("every speed-up interval is within its physical limit L/(L-n) (rows flagged `above FLOP ceiling`, if "
+              "any, are not a win: see the notes)")
+VERDICT_BEYOND = "beyond limit: a speed-up interval lies above L/(L-n), which is physically impossible (measurement problem)"
 
 
 def shared_part(model):
@@ -80,19 +92,28 @@ def decode_fns(models: dict, context: int, vocab: int) -> dict:
     return fns
 
 
-def speed_row(table, setting: str, samples: dict, flop_ceiling: float, n_layers: int, n: int, limit: float) -> bool:
-    """Add one speed row; returns True when the ratio is beyond its limit (flagged)."""
+def speed_row(table, setting: str, samples: dict, flop_ceiling: float, layer_ceiling: float) -> bool:
+    """Add one speed row; returns True when the ratio lies beyond its physical limit (flagged, exit 1).
+
+    ``ratio`` = speed-up / FLOP ceiling (the judged figure). Its hard ``limit`` is L/(L-n) / FLOP ceiling: the
+    shared part (embedding, norm, lm_head) cannot take less than 0 s. Between 1 and that limit the row is flagged
+    "above FLOP ceiling" (possible when the large lm_head matmul runs at a higher FLOP rate than the layers' small
+    ones, or when per-layer overhead dominates, as in batch-1 decode), not reported as a win.
+    """
     speedup = bench.ratio_ci(samples["original"], samples["pruned"])
     ratio = stats.metric_value(speedup["mean"] / flop_ceiling, [c / flop_ceiling for c in speedup["ci95"]],
                                speedup["n"], seeds=1, unit="repeat (speed-up / FLOP ceiling)")
-    keep = (n_layers - n) / n_layers
+    limit = layer_ceiling / flop_ceiling
+    keep = 1.0 / layer_ceiling  # (L - n) / L
     measured = [t / (f + keep * (t - f)) for t, f in zip(samples["original"], samples["shared"])]
     beyond = bench.beyond_limit(ratio, limit)
     method = f"{PROJECT}: {setting}"
-    fields = {"flop_ceiling": flop_ceiling, "layer_ceiling": n_layers / (n_layers - n),
+    fields = {"flop_ceiling": flop_ceiling, "layer_ceiling": layer_ceiling,
               "samples_s": {k: [float(x) for x in v] for k, v in samples.items()}}
     if beyond:
         fields["flag"] = "beyond limit"
+    elif bench.beyond_limit(ratio, 1.0):
+        fields["flag"] = "above FLOP ceiling (within L/(L-n))"
     table.add(method, "ratio", ratio, **fields)
     table.add(method, "limit", stats.metric_value(limit))
     table.add(method, "speedup", speedup)
@@ -100,7 +121,7 @@ def speed_row(table, setting: str, samples: dict, flop_ceiling: float, n_layers:
     m.pop("samples")
     table.add(method, "measured_ceiling", {**m, "unit": "repeat (median of per-round fixed + per-layer ceiling)"})
     print(f"[bench] {setting}: speed-up {speedup['mean']:.3f} {speedup['ci95']}, FLOP ceiling {flop_ceiling:.3f}, "
-          f"measured ceiling {m['mean']:.3f} {m['ci95']}, L/(L-n) {n_layers / (n_layers - n):.3f}"
+          f"measured ceiling {m['mean']:.3f} {m['ci95']}, L/(L-n) {layer_ceiling:.3f}"
           + (" -- BEYOND LIMIT" if beyond else ""), flush=True)
     return beyond
 
@@ -207,6 +228,37 @@ def memory(a) -> list[dict]:
     return rows
 
 
+def rebuild(a) -> None:
+    """Rows from the samples of an earlier run (same command, date and machine; new analysis)."""
+    src = Path(a.rebuild_from)
+    if not src.is_file():
+        raise UserError(f"--rebuild_from {src} does not exist")
+    try:
+        d = json.loads(src.read_text())
+        rows = d["rows"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"--rebuild_from {src} is not a bench JSON") from None
+    meta = {k: v for k, v in d.items() if k not in ("table", "command", "preset", "machine", "date", "wall_s", "rows",
+                                                   "comparisons", "verdict", "notes")}
+    table = stats.ResultsTable(table=d["table"], command=d["command"], preset=d["preset"], machine=d["machine"],
+                               date=d["date"], **meta)
+    table.wall_s = d["wall_s"]
+    beyond = False
+    for r in rows:
+        setting = r["method"].removeprefix(f"{PROJECT}: ")
+        if "ratio" in r["metrics"]:
+            beyond |= speed_row(table, setting, r["samples_s"], r["flop_ceiling"], r["layer_ceiling"])
+        else:
+            table.add(r["method"], "mfu", r["metrics"]["mfu"], **{k: v for k, v in r.items() if k not in ("method", "metrics")})
+    table.notes = [RATIO_NOTE if n.startswith("`ratio`") else n for n in d.get("notes", [])]
+    table.notes.append(f"Rows re-derived from the stored samples by `python scripts/bench.py --rebuild_from {src}`.")
+    table.verdict = VERDICT_BEYOND if beyond else VERDICT_OK
+    table.write(a.out)
+    print(Path(a.out + ".md").read_text())
+    if beyond:
+        raise SystemExit(1)
+
+
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model_name", default="smollm2-135m")
@@ -222,6 +274,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--mem_sizes", type=int, nargs="*", default=[])
     p.add_argument("--cache_dir", default="runs/bench_cache")
     p.add_argument("--out", default="results/bench")
+    p.add_argument("--rebuild_from", default=None,
+                   help="re-derive every row from the timing samples stored in this bench JSON (no timing)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: a tiny random Llama
     p.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -257,6 +311,8 @@ def main(argv=None):
     a = parse(argv)
     if a.child:
         return collect_child(a.model_name, a.child[0], int(a.child[1]), a.seq_len, a.cache_dir)
+    if a.rebuild_from:
+        return rebuild(a)
     from llm_streamline import flops as F
 
     if a.threads:
@@ -270,19 +326,15 @@ def main(argv=None):
                                threads=torch.get_num_threads(), torch=torch.__version__)
     peak = bench.matmul_peak_flops(torch.float32)
     beyond = False
-    # limits: prefill is compute-bound, so the FLOP ceiling is the goal (ratio limit 1); a batch-1 decode step is
-    # bound by per-layer overhead and weight reads, whose only hard bound is that the shared part takes >= 0 s,
-    # i.e. a speed-up of L / (L - n) (ratio limit layer ceiling / FLOP ceiling).
-    dec_ceiling = F.flop_ceiling(original, L, n, 1, 1, a.seq_len)
-    pre_ceiling = F.flop_ceiling(original, L, n, a.batch_size, a.seq_len)
     shapes = {f"n={n} batch 1 decode (1 new token, {a.seq_len}-token cache)": (
-                  lambda: decode_fns(models, a.seq_len, original.config.vocab_size), dec_ceiling,
-                  L / (L - n) / dec_ceiling),
+                  lambda: decode_fns(models, a.seq_len, original.config.vocab_size),
+                  F.flop_ceiling(original, L, n, 1, 1, a.seq_len)),
               f"n={n} batch {a.batch_size}x{a.seq_len} prefill": (
-                  lambda: prefill_fns(models, a.batch_size, a.seq_len, original.config.vocab_size), pre_ceiling, 1.0)}
-    for setting, (make, ceiling, limit) in shapes.items():
+                  lambda: prefill_fns(models, a.batch_size, a.seq_len, original.config.vocab_size),
+                  F.flop_ceiling(original, L, n, a.batch_size, a.seq_len))}
+    for setting, (make, ceiling) in shapes.items():
         samples = bench.interleaved_samples(make(), warmup=a.warmup, rounds=a.rounds)
-        beyond |= speed_row(table, setting, samples, ceiling, L, n, limit)
+        beyond |= speed_row(table, setting, samples, ceiling, L / (L - n))
     steps = training_steps(a, original, pruned, a.best_layer)
     mfu_row(table, f"MSE-loss step (1 layer, {a.batch_size}x{a.seq_len}, fp32)", steps["mse"][0], steps["mse"][1], peak)
     mfu_row(table, f"LLM-loss step ({L - n} layers, {a.llm_batch_size}x{a.seq_len}, fp32)", steps["llm"][0],
@@ -294,18 +346,13 @@ def main(argv=None):
         f"Model {'tiny random Llama' if a.tiny else a.model_name}: {L} layers; pruned = block {a.best_layer}.."
         f"{a.best_layer + n} replaced by one layer ({L - n} layers). {a.warmup} warm-up rounds, then {a.rounds} "
         "interleaved rounds (rotating order) of original / pruned / shared part (embedding + final norm + lm_head).",
-        "`ratio` = speed-up / FLOP ceiling. `limit`: 1 for prefill (compute-bound: the FLOP ceiling is the goal); for "
-        "batch-1 decode (bound by per-layer overhead and weight reads, not FLOPs) the hard bound L/(L-n) / FLOP "
-        "ceiling (the shared part cannot take less than 0 s). FLOP ceiling = F(L)/F(L-n) with the lm_head and attention "
-        "counted (row field `flop_ceiling`); `layer_ceiling` = L/(L-n), which ignores the lm_head; "
-        "`measured_ceiling` = t_full / (t_shared + (L-n)/L (t_full - t_shared)) per round.",
+        RATIO_NOTE,
         "`mfu` = model FLOPs of the step / step time / fp32 matmul rate measured in this run "
         f"({peak / 1e9:.1f} GFLOP/s, 1024^3 matmul, best of 5); MSE step = 3 x forward FLOPs of one layer; "
         "LLM-loss step = forward of the pruned model + input gradients through the lm_head and the layers above "
         "the trained layer + 2 x forward of the trained layer.",
     ]
-    table.verdict = ("beyond limit: a speed-up interval lies above its FLOP ceiling (measurement problem)" if beyond
-                     else "every speed-up is within its FLOP ceiling (ratio interval does not lie above 1)")
+    table.verdict = VERDICT_BEYOND if beyond else VERDICT_OK
     table.write(a.out)
     print(Path(a.out + ".md").read_text())
     if beyond:

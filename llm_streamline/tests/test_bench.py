@@ -50,14 +50,18 @@ def test_flop_ceiling_of_smollm2_counts_the_lm_head():
 def test_speed_row_flags_a_ratio_beyond_its_limit():
     bench = load_script("scripts/bench.py")
     t = stats.ResultsTable(table="t", command="c")
-    fast = {"original": [2.0] * 20, "pruned": [1.0] * 20, "shared": [0.3] * 20}  # speed-up 2.0 >> ceiling 1.27
-    assert bench.speed_row(t, "x", fast, 1.27, 30, 8, 1.0) is True
+    fast = {"original": [2.0] * 20, "pruned": [1.0] * 20, "shared": [0.3] * 20}  # speed-up 2.0 > L/(L-n) 1.364
+    assert bench.speed_row(t, "x", fast, 1.27, 30 / 22) is True
     ok = {"original": [1.27, 1.25, 1.3] * 7, "pruned": [1.0, 1.02, 0.99] * 7, "shared": [0.2] * 21}
-    assert bench.speed_row(t, "y", ok, 1.27, 30, 8, 1.0) is False
+    assert bench.speed_row(t, "y", ok, 1.27, 30 / 22) is False
+    above = {"original": [1.33, 1.34] * 10, "pruned": [1.0, 1.0] * 10, "shared": [0.2] * 20}  # 1.27 < 1.335 < 1.364
+    assert bench.speed_row(t, "z", above, 1.27, 30 / 22) is False
     rows = {r["method"]: r for r in t.to_dict()["rows"]}
     assert rows["llm_streamline: x"]["flag"] == "beyond limit" and "flag" not in rows["llm_streamline: y"]
+    assert rows["llm_streamline: z"]["flag"].startswith("above FLOP ceiling")
     r = rows["llm_streamline: y"]["metrics"]
-    assert r["ratio"]["mean"] == pytest.approx(r["speedup"]["mean"] / 1.27) and r["limit"] == {"mean": 1.0}
+    assert r["ratio"]["mean"] == pytest.approx(r["speedup"]["mean"] / 1.27)
+    assert r["limit"] == {"mean": pytest.approx(30 / 22 / 1.27)}
     assert len(rows["llm_streamline: y"]["samples_s"]["original"]) == 21
 
 
