@@ -16,7 +16,6 @@ python scripts/bench.py --out results/bench            # about 2-3 minutes on 2 
 """
 
 import argparse
-import statistics
 import sys
 
 from hier_bd3lm.guards import check_output_path
@@ -120,7 +119,9 @@ def main(argv=None):
     t.add(name, "limit", stats.metric_value(limit))
     for algo, toks in (("bd3lm", q + 2 * lay.gen_len), ("ar", lay.total_len)):
         flops = 6 * non_embedding_params(models[algo]) * a.batch * toks
-        t.add(name, f"mfu_{algo}" if algo == "ar" else "mfu", stats.metric_value(flops / statistics.median(samples[algo]) / peak))
+        mfu = bench.median_ci([flops / s / peak for s in samples[algo]])
+        mfu.pop("samples", None)
+        t.add(name, f"mfu_{algo}" if algo == "ar" else "mfu", mfu)
     failed += [name] if flag else []
 
     # (2) sampling with vs without the KV cache (same tokens)

@@ -53,9 +53,16 @@ class BlockDiffusion(nn.Module):
             u = (u / n + torch.arange(n, device=u.device) / n) % 1
         return (eps_min + u * (eps_max - eps_min)).view(batch, nb)
 
-    def q_xt(self, x_gen, move_chance, generator=None):
-        """Replace each generated token by MASK with probability move_chance (per token)."""
-        u = torch.rand(x_gen.shape, generator=generator, device=x_gen.device)
+    def q_xt(self, x_gen, move_chance, generator=None, rows=None):
+        """Replace each generated token by MASK with probability move_chance (per token).
+
+        `rows = (start, total)`: draw the noise of a `total`-row global batch and keep rows start.. (data-parallel
+        ranks then draw exactly what one process with the whole batch draws)."""
+        if rows is None:
+            u = torch.rand(x_gen.shape, generator=generator, device=x_gen.device)
+        else:
+            u = torch.rand((rows[1], x_gen.shape[1]), generator=generator, device=x_gen.device)
+            u = u[rows[0]:rows[0] + x_gen.shape[0]]
         masked = u < move_chance
         if self.resample and (float(self.sampling_eps_min) > 1e-3 or float(self.sampling_eps_max) < 1.0):
             masked = self._resample(masked, generator)
@@ -92,7 +99,7 @@ class BlockDiffusion(nn.Module):
         logits[..., self.mask_id] = float("-inf")
         return logits.log_softmax(-1)
 
-    def token_losses(self, x0, generator=None, eps_min=None, eps_max=None):
+    def token_losses(self, x0, generator=None, eps_min=None, eps_max=None, rows=None):
         """Per generated token loss [B, G] (NELBO terms for bd3lm, next-token NLL for ar)."""
         if self.algo == "ar":
             return self._ar_token_losses(x0)
@@ -100,11 +107,15 @@ class BlockDiffusion(nn.Module):
         eps_max = float(self.sampling_eps_max) if eps_max is None else eps_max
         q, bs = self.layout.question_len, self.layout.block_size
         x_gen = x0[:, q:]
-        t = self.sample_t(x0.shape[0], eps_min, eps_max, generator).repeat_interleave(bs, dim=1)
+        if rows is None:
+            t = self.sample_t(x0.shape[0], eps_min, eps_max, generator)
+        else:  # this rank's rows of the global batch's draws
+            t = self.sample_t(rows[1], eps_min, eps_max, generator)[rows[0]:rows[0] + x0.shape[0]]
+        t = t.repeat_interleave(bs, dim=1)
         loss_scale, move = self.noise(t)
         if eps_min > 0.5:  # "tuned" U[1, 1] schedule: everything masked, weight 1 (= AR CE for L' = 1)
             move, loss_scale = torch.ones_like(t), -torch.ones_like(t)
-        xt_gen, masked = self.q_xt(x_gen, move, generator)
+        xt_gen, masked = self.q_xt(x_gen, move, generator, rows)
         logp = self.subs_log_probs(self.train_logits(x0, xt_gen))
         nll = -logp.gather(-1, x_gen[..., None]).squeeze(-1)
         return torch.where(masked, -loss_scale * nll, torch.zeros_like(nll))
@@ -117,11 +128,16 @@ class BlockDiffusion(nn.Module):
         logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
         return -logp.gather(-1, x0[:, q:, None]).squeeze(-1)
 
-    def loss(self, x0, loss_mask, generator=None, eps_min=None, eps_max=None):
-        """Scalar training loss: sum(token_loss * loss_mask) / sum(loss_mask) over the generated region."""
-        tok = self.token_losses(x0, generator, eps_min, eps_max)
+    def loss(self, x0, loss_mask, generator=None, eps_min=None, eps_max=None, rows=None, denom=None):
+        """Scalar training loss: sum(token_loss * loss_mask) / sum(loss_mask) over the generated region.
+
+        Data parallel: `rows` selects this rank's share of the global batch's noise draws and `denom` is the
+        global sum(loss_mask) (so that the ranks' losses add up to the one-process loss)."""
+        tok = self.token_losses(x0, generator, eps_min, eps_max, rows)
         m = loss_mask[:, self.layout.question_len:].to(tok.dtype)
-        return (tok * m).sum() / m.sum().clamp_min(1.0)
+        return (tok * m).sum() / (m.sum() if denom is None else denom).clamp_min(1.0)
+
+    forward = loss  # so that DistributedDataParallel can wrap the model and hook its gradients
 
     # ---------------------------------------------------------------- clipped schedule search
     def candidate_intervals(self, widths, delta: float = 0.05) -> list[tuple[float, float]]:

@@ -7,6 +7,7 @@ python main.py mode=train model=micro data.tokenizer=char data.train_path=tests/
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from tqdm import tqdm
@@ -30,7 +31,8 @@ def batches_of(enc: Encoded, batch_size: int, device):
 
 
 class Order:
-    """Deterministic epoch permutations, so a resumed run reads the same batches."""
+    """Deterministic epoch permutations of the *global* batch, so a resumed run reads the same batches and data
+    parallel ranks split one global batch (no example twice per epoch)."""
 
     def __init__(self, n: int, batch_size: int, seed: int, epoch: int = 0, idx: int = 0):
         if n < batch_size:
@@ -52,10 +54,14 @@ def lr_lambda(warmup: int):
 
 # ------------------------------------------------------------------------------------------------ loop
 def train(cfg: Config) -> dict:
-    seed_everything(cfg.seed)
+    rank, world, owns_group = _dist_init(cfg)
+    seed_everything(cfg.seed, rank=rank)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = pick_device(cfg.trainer.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     ckpt_file = checkpoint_path(cfg)
     check_output_dir(cfg.checkpointing.save_dir, "checkpointing.save_dir")
     resume = cfg.checkpointing.resume_from_ckpt and ckpt_file.exists()
@@ -83,7 +89,8 @@ def train(cfg: Config) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.lr_scheduler.num_warmup_steps))
     ema = EMA(model.backbone.parameters(), cfg.training.ema)
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    order = Order(len(train_enc), cfg.loader.batch_size, cfg.seed)
+    global_bs = cfg.loader.batch_size * world  # loader.batch_size is per device, as in bd3lms
+    order = Order(len(train_enc), global_bs, cfg.seed)
     step = 0
     if state is not None:
         _load_state(state, model, opt, sched, ema, noise_gen, order, cfg)
@@ -94,48 +101,114 @@ def train(cfg: Config) -> dict:
         except RuntimeError as exc:
             raise UserError(f"training.from_pretrained does not match this config: {str(exc).splitlines()[0]}") from None
         ema.load_state_dict(pre["ema"])
-    run = RunDir(cfg.checkpointing.save_dir)
-    run.write_config(to_dict(cfg))
-    run.write_meta(seed=cfg.seed)
+    main_rank = rank == 0  # logging, validation and checkpoints happen on rank 0 only
+    run = RunDir(cfg.checkpointing.save_dir) if main_rank else None
+    if main_rank:
+        run.write_config(to_dict(cfg))
+        run.write_meta(seed=cfg.seed, world_size=world, global_batch_size=global_bs)
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     last_val = None
-    bar = tqdm(total=cfg.trainer.max_steps, initial=step, desc=f"train {cfg.algo.name}", dynamic_ncols=True)
+    bar = tqdm(total=cfg.trainer.max_steps, initial=step, desc=f"train {cfg.algo.name}", dynamic_ncols=True,
+               disable=not main_rank)
+    lo = rank * cfg.loader.batch_size
     while step < cfg.trainer.max_steps:
         micro = []
         for _ in range(cfg.trainer.accumulate_grad_batches):
-            idx = order.next()
+            idx = order.next()[lo:lo + cfg.loader.batch_size]  # this rank's share of the global batch
             micro.append((train_enc.input_ids[idx].to(device), train_enc.loss_mask[idx].to(device)))
         try:
-            total, grad_norm = train_step(model, opt, sched, ema, micro, noise_gen, cfg.trainer.gradient_clip_val)
+            total, grad_norm = train_step(model, opt, sched, ema, micro, noise_gen, cfg.trainer.gradient_clip_val,
+                                          ddp=ddp, rank=rank, world=world)
         except NonFiniteLossError:
             raise NonFiniteLossError(f"non-finite loss at step {step + 1}; last good checkpoint kept at {ckpt_file}") from None
         step += 1
         bar.update(1)
-        if step % cfg.trainer.log_every_n_steps == 0 or step == 1:
+        if main_rank and (step % cfg.trainer.log_every_n_steps == 0 or step == 1):
             run.log(step, loss=total, lr=sched.get_last_lr()[0], grad_norm=float(grad_norm))
             bar.set_postfix(loss=f"{total:.3f}")
         if step % cfg.trainer.val_check_interval == 0 or step == cfg.trainer.max_steps:
-            last_val = _validate(cfg, model, ema, valid_enc, device)
-            run.log(step, **{f"val/{k}": v for k, v in last_val.items()})
-            _save(ckpt_file, cfg, model, opt, sched, ema, noise_gen, order, step, tok)
+            rng = _all_rng_states(world)
+            if main_rank:
+                last_val = _validate(cfg, model, ema, valid_enc, device)
+                run.log(step, **{f"val/{k}": v for k, v in last_val.items()})
+                _save(ckpt_file, cfg, model, opt, sched, ema, noise_gen, order, step, tok, rng)
+            if world > 1:
+                torch.distributed.barrier()
     bar.close()
-    if last_val is None:  # resumed at max_steps
+    if last_val is None and main_rank:  # resumed at max_steps
         last_val = _validate(cfg, model, ema, valid_enc, device)
-    return {"step": step, "checkpoint": str(ckpt_file), **last_val}
+    if world > 1:
+        _check_ranks_agree(model)
+        if owns_group:
+            torch.distributed.destroy_process_group()
+    return {"step": step, "checkpoint": str(ckpt_file), "rank": rank, "world_size": world, **(last_val or {})}
 
 
-def train_step(model, opt, sched, ema, micro_batches, noise_gen=None, clip: float = 1.0, autocast_dtype=None):
+def _dist_init(cfg) -> tuple[int, int, bool]:
+    """(rank, world size, whether we created the process group) under torchrun (WORLD_SIZE > 1), else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    import torch.distributed as dist
+
+    owns = not dist.is_initialized()
+    if owns:
+        use_cuda = cfg.trainer.device in ("cuda", "auto") and torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), owns
+
+
+def _all_rng_states(world: int):
+    """Every rank's torch RNG state (dropout streams differ per rank), gathered for rank 0's checkpoint."""
+    state = torch.get_rng_state()
+    if world == 1:
+        return state
+    out = [None] * world
+    torch.distributed.all_gather_object(out, state)
+    return out
+
+
+def _check_ranks_agree(model) -> None:
+    """Data parallel sanity check: every rank ends with the same weights (one checksum per rank, compared)."""
+    s = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    out = [torch.zeros_like(s) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(out, s)
+    if not all(torch.equal(o, out[0]) for o in out):
+        raise RuntimeError(f"data-parallel ranks disagree on the weights: checksums {[float(o) for o in out]}")
+
+
+def train_step(model, opt, sched, ema, micro_batches, noise_gen=None, clip: float = 1.0, autocast_dtype=None,
+               ddp=None, rank: int = 0, world: int = 1):
     """One optimizer step over `micro_batches` [(x0, loss_mask), ...] (gradient accumulation): the training
-    loop's step, also timed by the benchmark and the GPU check. Returns (loss, grad_norm)."""
+    loop's step, also timed by the benchmark and the GPU check. Returns (loss, grad_norm).
+
+    Data parallel (`ddp` = the DistributedDataParallel wrapper, `world` > 1): each rank holds its share of the
+    global batch; the noise is drawn for the global batch and sliced, the loss is normalised by the global
+    loss-token count and scaled by `world` (DDP averages gradients), so the step equals one process with the
+    whole batch. The reported loss is this rank's share (summed over ranks it is the global loss)."""
     model.train()
     opt.zero_grad(set_to_none=True)
     total = 0.0
+    q = model.layout.question_len
     for x0, lm in micro_batches:
+        rows = denom = None
+        if world > 1:
+            denom = lm[:, q:].sum().to(torch.float64)
+            torch.distributed.all_reduce(denom)
+            rows = (rank * x0.shape[0], world * x0.shape[0])
         with torch.autocast(x0.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = model.loss(x0, lm, generator=noise_gen) / len(micro_batches)
+            fwd = ddp if ddp is not None else model.loss
+            loss = fwd(x0, lm, generator=noise_gen, rows=rows, denom=denom) / len(micro_batches)
+            if world > 1:
+                loss = loss * world
         if not torch.isfinite(loss):
             raise NonFiniteLossError("non-finite loss")
         loss.backward()
-        total += loss.item()
+        total += loss.item() / world
     grad_norm = torch.nn.utils.clip_grad_norm_(model.backbone.parameters(), clip)
     opt.step()
     if sched is not None:
@@ -160,11 +233,11 @@ def _validate(cfg, model, ema, valid_enc, device) -> dict:
             "eps_min": float(model.sampling_eps_min), "eps_max": float(model.sampling_eps_max)}
 
 
-def _save(path, cfg, model, opt, sched, ema, noise_gen, order, step, tok):
+def _save(path, cfg, model, opt, sched, ema, noise_gen, order, step, tok, torch_rng=None):
     atomic_torch_save({
         "step": step, "config": to_dict(cfg), "tokenizer": tok.state(), "model": model.state_dict(),
         "ema": ema.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "noise_rng": noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
+        "noise_rng": noise_gen.get_state(), "torch_rng": torch.get_rng_state() if torch_rng is None else torch_rng,
         "order": {"epoch": order.epoch, "idx": order.idx}, "vocab_size": tok.vocab_size,
     }, path)
     atomic_write_json(path.with_suffix(".json"), {"step": step, "config": to_dict(cfg)})
@@ -179,7 +252,14 @@ def _load_state(state, model, opt, sched, ema, noise_gen, order, cfg):
     sched.load_state_dict(state["scheduler"])
     ema.load_state_dict(state["ema"])
     noise_gen.set_state(state["noise_rng"])
-    torch.set_rng_state(state["torch_rng"])
+    rng = state["torch_rng"]
+    if isinstance(rng, list):  # saved by a data-parallel run: one state per rank
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if len(rng) != (torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1):
+            raise UserError(f"checkpoint {checkpoint_path(cfg)} was written by {len(rng)} processes; resume it with "
+                            f"the same number (torchrun --nproc_per_node {len(rng)})")
+        rng = rng[rank]
+    torch.set_rng_state(rng)
     order.epoch, order.idx = state["order"]["epoch"], state["order"]["idx"]
 
 
