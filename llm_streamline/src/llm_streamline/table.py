@@ -354,12 +354,18 @@ def curve_table(a, work: Path, command: str, wall: float, crow: str) -> stats.Re
                            curve_row=crow, n_values=ns)
     t.wall_s = wall
     block = a.ppl_seq_len - 1
+    tasks = a.task_list if a.curve_tasks else []
+    orig_acc = accuracies(work, "original", a.layer_intervals, tasks) if tasks else {}
     t.add("original", "perplexity", stats.block_bootstrap_metric(load_nll(work, "original", 0), block=block,
                                                                  fn=math.exp), n=0)
+    if tasks:
+        add_accuracy(t, "original", orig_acc, orig_acc, tasks)
     for n in ns:
         for r in ("shortgpt", crow):
-            t.add(f"{ROWS[r]}, n={n}", "perplexity", stats.block_bootstrap_metric(load_nll(work, r, n), block=block,
-                                                                                  fn=math.exp), n=n)
+            name = f"{ROWS[r]}, n={n}"
+            t.add(name, "perplexity", stats.block_bootstrap_metric(load_nll(work, r, n), block=block, fn=math.exp), n=n)
+            if tasks:
+                add_accuracy(t, name, accuracies(work, r, n, tasks), orig_acc, tasks)
         t.compare(f"{ROWS[crow]}, n={n}", f"{ROWS['shortgpt']}, n={n}", "nll",
                   nll_comparison(load_nll(work, crow, n), load_nll(work, "shortgpt", n), block))
     t.auto_verdict(higher_is_better={"nll": False},
