@@ -80,6 +80,15 @@ def test_merge_missing_project_is_a_row_without_a_number():
     assert "none of the 1 measured ratio intervals" in merged["verdict"] and "hier_bd3lm" in merged["verdict"]
 
 
+def test_other_flags_are_shown_but_not_counted_as_beyond_limit(tmp_path, monkeypatch):
+    data = fake_bench("llm_streamline")
+    data["rows"][0]["flag"] = "above FLOP ceiling"
+    merged = bench.merge({"llm_streamline": {"data": data}})
+    assert merged["flagged"] == [] and not any(n.startswith("problem") for n in merged["notes"])
+    table = {"command": "make bench", "machine": "m", "date": "d", "wall_s": 1.0, **merged}
+    assert "| g=4 | 1.900 [1.800, 2.000] | 2.500 | 0.210 [0.200, 0.220] | above FLOP ceiling |" in bench.benchmarks_md(table)
+
+
 def test_merge_reports_a_ratio_without_limit():
     data = fake_bench("llm_trm")
     del data["rows"][0]["metrics"]["limit"]

@@ -74,8 +74,6 @@ def project_rows(project: str, data: dict) -> tuple[list[dict], list[dict], list
         ratio, limit = row["metrics"].get("ratio"), row["metrics"].get("limit")
         if ratio is not None and ratio.get("mean") is not None and limit is None:
             problems.append(f"{row['method']}: ratio without the limit it is judged against")
-        if row.get("flag") not in (None, "", BEYOND):
-            problems.append(f"{row['method']}: unknown flag {row['flag']!r}")
         rows.append(row)
     comps = [{**c, "a": _prefixed(project, c.get("a", "?")), "b": _prefixed(project, c.get("b", "?"))}
              for c in data.get("comparisons") or [] if isinstance(c, dict)]
