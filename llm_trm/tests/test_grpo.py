@@ -100,7 +100,7 @@ def test_two_grpo_steps_change_only_the_trm(tmp_path, tiny_lm, tiny_tok, monkeyp
                 "config": {"n_supervision_steps": 2}}, tmp_path / "t.pt")
     llm_before = {k: v.clone() for k, v in tiny_lm.state_dict().items()}
     # a random tiny LM is never right: reward even first tokens so that groups have variance
-    monkeypatch.setattr(p3, "rewards_for", lambda dec, prompts, toks, golds: (toks % 2 == 0).float())
+    monkeypatch.setattr(p3, "rewards_for", lambda dec, prompts, toks, golds, **kw: (toks % 2 == 0).float())
     cfg = p3.Phase3Config(trm_checkpoint=str(tmp_path / "t.pt"), compressor_checkpoint=str(tmp_path / "c.pt"),
                           output_dir=str(tmp_path / "out"), num_train=4, batch_size=2, num_epochs=1, group_size=4,
                           num_eval=2, max_new_tokens=3, cot_max_new_tokens=3, sigma_scale=1.0, learning_rate=1e-2,
@@ -112,10 +112,19 @@ def test_two_grpo_steps_change_only_the_trm(tmp_path, tiny_lm, tiny_tok, monkeyp
     assert torch.equal(new["compressor"]["compress.weight"], comp.compress.weight)
     assert all(torch.equal(v, llm_before[k]) for k, v in tiny_lm.state_dict().items())
     assert len(report["_meta"]["curve"]) == 3  # step 0 and after each step
-    assert set(report) == {"base_answer_only", "base_cot_prompt", "compressor_round_trip", "phase2_trm", "phase3_trm",
-                           "_meta"} and report["_meta"]["steps"] == 2
+    systems = {"base_answer_only", "base_cot_prompt", "compressor_round_trip", "phase2_trm", "phase3_trm"}
+    assert set(report) == systems | {f"first_digit/{k}" for k in systems} | {"_meta"}
+    assert report["_meta"]["steps"] == 2
     rows = [r for r in (tmp_path / "out/metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and "frac_reward_zero_std" in rows[0] and "clip_ratio/region_mean" in rows[0]
+
+
+def test_score_kinds():
+    from llm_trm.phase3 import score
+
+    assert score("82.", "82") == 1.0 and score("81", "82") == 0.0
+    assert score("81", "82", "first_digit") == 1.0 and score("91", "82", "first_digit") == 0.0
+    assert score("no number", "82", "first_digit") == 0.0
 
 
 def test_batched_decoder_matches_single_generate(tiny_lm, tiny_tok):

@@ -69,3 +69,34 @@ def test_phase1_kill_resume_equals_uninterrupted(tmp_path, tiny_model_dir):
     best_b = torch.load(out / "stage1a_best.pt", weights_only=True)["compressor"]["compress.weight"]
     torch.testing.assert_close(best_b, best_a, atol=1e-6, rtol=0)
     assert abs(res["heldout"]["mse"] - ref["heldout"]["mse"]) <= 1e-6
+
+
+def test_phase2_kill_resume_equals_uninterrupted(tmp_path, tiny_model_dir):
+    from llm_trm import phase2
+    from llm_trm.compression import DimensionCompressor
+
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(int(torch.randint(3, 6, (1,), generator=g)), 64, generator=g) for _ in range(40)]
+    torch.save({"hidden_pre": xs, "hidden_post": torch.stack([x.mean(0) for x in xs]),
+                "post_token_id": torch.zeros(40, dtype=torch.long), "answer_token_id": torch.zeros(40, dtype=torch.long),
+                "split": torch.tensor([0] * 32 + [1] * 8), "target_hit_rate": 1.0, "model_name": str(tiny_model_dir)},
+               tmp_path / "pairs.pt")
+    torch.save({"compressor": DimensionCompressor(64, 8).state_dict()}, tmp_path / "c.pt")
+    common = ["--data_path", str(tmp_path / "pairs.pt"), "--compressor_checkpoint", str(tmp_path / "c.pt"),
+              "--num_epochs", "6", "--batch_size", "8", "--n_heads", "2", "--n_latent_steps", "1",
+              "--n_deep_recursions", "1", "--n_supervision_steps", "2", "--learning_rate", "1e-3", "--resume"]
+    phase2.run(phase2.parse_config(common + ["--output_dir", str(tmp_path / "ref")]))
+    k = random.Random().randint(0, 3)
+    out = tmp_path / "killed"
+    _kill_when([sys.executable, "-m", "llm_trm.phase2", *common, "--output_dir", str(out), "--step_delay", "0.05"],
+               out / "last.pt", lambda ck: ck["epoch"] >= k)
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] < 5
+    phase2.run(phase2.parse_config(common + ["--output_dir", str(out)]))
+    a = torch.load(tmp_path / "ref/last.pt", weights_only=True)
+    b = torch.load(out / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 5
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], atol=1e-6, rtol=0)
+    ea = torch.load(tmp_path / "ref/eval_examples.pt", weights_only=True)["trm"]["sq_err"]
+    eb = torch.load(out / "eval_examples.pt", weights_only=True)["trm"]["sq_err"]
+    torch.testing.assert_close(eb, ea, atol=1e-6, rtol=0)

@@ -167,8 +167,14 @@ def load_stage1a_texts(data_path: str | None, num_samples: int, seed: int) -> li
 
 
 def stage1b_texts(tokenizer, num_samples: int, seed: int) -> list[str]:
-    """Chat-formatted thinking sequences for stage 1b (train on all positions, as the original did)."""
-    return [thinking_text(tokenizer, p)[0] for p in make_problems(num_samples, seed=seed + 1000)]
+    """Chat-formatted thinking sequences for stage 1b (train on all positions, as the original did): word
+    problems with step-by-step thinking alternating with the phase-2 addition format. The addition problems come
+    from the *training* side of :func:`addition_split` (default held-out pool of 500 operand pairs, seed 42, the
+    phase-2 defaults), so no held-out phase-2/3 problem is seen by the compressor."""
+    words = make_problems((num_samples + 1) // 2, seed=seed + 1000)
+    adds, _ = addition_split(num_samples // 2, 500, 99, seed=42)
+    mixed = [p for pair in zip(words, adds) for p in pair] + words[len(adds):]
+    return [thinking_text(tokenizer, p)[0] for p in mixed[:num_samples]]
 
 
 def split_heldout(items: list, frac: float = 0.1) -> tuple[list, list]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class Phase2Config:
     max_positions: int = 128  # learned context positions (0: none, as [LT])
     val_fraction: float = 0.1  # of the training pairs, for choosing the best epoch (and baselines' settings)
     min_target_hit_rate: float = 0.5  # refuse pairs whose target predicts the answer less often than this
+    step_delay: float = 0.0  # seconds slept per optimizer step (hidden; lets tests kill a run mid-way)
 
 
 def pad_collate(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,6 +186,8 @@ def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path
             for _ in range(cfg.n_supervision_steps):
                 y, z, m = supervision_step(model, opt, sched, ema, x_aug, pad, y, z, target_y[idx], cfg, threshold)
                 rows.append(m)
+                if cfg.step_delay:
+                    time.sleep(cfg.step_delay)
         train_avg = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
         if cfg.bce_halt_loss and cfg.adaptive_halt_threshold:
             threshold = 0.95 * train_avg["cosine_similarity"]
@@ -209,7 +213,7 @@ def train_trm(cfg: Phase2Config, train_x, train_y, held_x, held_y, out_dir: Path
 
 
 def _resume_key(cfg: Phase2Config) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k not in ("resume", "use_wandb", "output_dir")}
+    return {k: v for k, v in asdict(cfg).items() if k not in ("resume", "use_wandb", "output_dir", "step_delay")}
 
 
 def _load_last(path: Path, cfg, model, opt, sched, ema, g):
@@ -371,6 +375,7 @@ def parse_config(argv=None) -> Phase2Config:
     p.add_argument("--no_ema_warmup", dest="ema_warmup", action="store_false")
     for k in ("val_fraction", "min_target_hit_rate"):
         p.add_argument(f"--{k}", type=float, default=getattr(c, k))
+    p.add_argument("--step_delay", type=float, default=0.0, help=argparse.SUPPRESS)
     cfg = Phase2Config(**vars(p.parse_args(argv)))
     bad = [k for k in ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps",
                        "batch_size", "num_epochs") if getattr(cfg, k) < 1]

@@ -55,6 +55,7 @@ class Phase3Config:
     epsilon_high: float | None = None
     num_iterations: int = 1  # mu: updates per rollout batch (1 -> ratio == 1)
     scale_rewards: str = "group"
+    reward: str = "first_digit"  # first_digit: the token the latent decides | answer: the whole greedy answer
     sigma_scale: float = 0.1  # sigma = sigma_scale * RMS of the phase-2 means on the training prompts
     n_supervision_steps: int | None = None  # default: the phase-2 value
     num_train: int = 256
@@ -62,7 +63,7 @@ class Phase3Config:
     heldout_pool: int = 500  # the datagen's held-out pairs (same seed and max_value: the same problems)
     max_value: int = 99
     eval_every: int = 4  # GRPO steps between held-out accuracy points of the learning curve
-    max_new_tokens: int = 4
+    max_new_tokens: int = 3  # forced first token + 2: enough for sums up to 198
     cot_max_new_tokens: int = 64
     seed: int = 42
     device: str = "auto"
@@ -150,23 +151,32 @@ def policy_means(trm, ctx: list[torch.Tensor], n_sup: int, grad: bool) -> torch.
     return trm.predict_with_grad(x, mask, n_sup) if grad else trm.predict(x, mask, n_sup)
 
 
-def rewards_for(decoder, prompts: list[list[int]], toks: torch.Tensor, golds: list[str]) -> torch.Tensor:
+def score(text: str, gold: str, kind: str = "answer") -> float:
+    """answer: the extracted answer is right; first_digit: its first digit is right (the part of the answer that
+    the latent decides: it only sets the first answer token, the frozen LLM writes the rest)."""
+    pred = extract_answer(text)
+    if kind == "first_digit":
+        return float(bool(pred) and pred.lstrip("-")[:1] == gold.lstrip("-")[:1])
+    return float(is_correct(pred, gold))
+
+
+def rewards_for(decoder, prompts: list[list[int]], toks: torch.Tensor, golds: list[str],
+                kind: str = "answer") -> torch.Tensor:
     """toks [P, G] forced first tokens -> rewards [P, G] in {0, 1}."""
     texts = decoder.complete_many([(p, t, None) for i, p in enumerate(prompts) for t in toks[i].tolist()])
     g = toks.shape[1]
-    return torch.tensor([float(is_correct(extract_answer(t), golds[k // g])) for k, t in enumerate(texts)]).view(
-        toks.shape)
+    return torch.tensor([score(t, golds[k // g], kind) for k, t in enumerate(texts)]).view(toks.shape)
 
 
-def correct(decoder, prompts, golds, firsts=None, max_new=None) -> list[float]:
+def correct(decoder, prompts, golds, firsts=None, max_new=None, kind: str = "answer") -> list[float]:
     """Per-prompt 0/1 correctness of greedy decoding (first token forced when ``firsts`` is given)."""
     texts = decoder.complete_many([(p, None if firsts is None else int(firsts[i]), max_new)
                                    for i, p in enumerate(prompts)])
-    return [float(is_correct(extract_answer(t), g)) for t, g in zip(texts, golds)]
+    return [score(t, g, kind) for t, g in zip(texts, golds)]
 
 
-def accuracy(decoder, prompts, golds, firsts=None, max_new=None) -> float:
-    return sum(correct(decoder, prompts, golds, firsts, max_new)) / len(golds)
+def accuracy(decoder, prompts, golds, firsts=None, max_new=None, kind: str = "answer") -> float:
+    return sum(correct(decoder, prompts, golds, firsts, max_new, kind)) / len(golds)
 
 
 def grpo_step(policy, ref_mu, ctx, prompts, golds, comp, head, decoder, opt, cfg, sigma, n_sup):
@@ -177,7 +187,7 @@ def grpo_step(policy, ref_mu, ctx, prompts, golds, comp, head, decoder, opt, cfg
         acts = mu0.unsqueeze(1) + sigma * torch.randn(len(ctx), cfg.group_size, mu0.shape[-1])
         toks = first_tokens(acts, comp, head)
         old_logp = gaussian_logprob(acts, mu0.unsqueeze(1), sigma)
-    rewards = rewards_for(decoder, prompts, toks, golds)
+    rewards = rewards_for(decoder, prompts, toks, golds, kind=cfg.reward)
     adv, zero_std = group_advantages(rewards, cfg.scale_rewards)
     for _ in range(cfg.num_iterations):
         mu = policy_means(policy, ctx, n_sup, grad=True)
@@ -227,8 +237,9 @@ def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
     run_dir.write_meta(seed=cfg.seed, sigma=sigma)
     tracker = Tracker.create(cfg.use_wandb, cfg.wandb_project, f"phase3_grpo_d{comp.d_compressed}", asdict(cfg))
 
-    def heldout_acc(net) -> float:
-        return accuracy(decoder, ev["ids"], ev_gold, first_tokens(policy_means(net, ev["ctx"], n_sup, False), comp, head))
+    def heldout_acc(net) -> dict:
+        firsts = first_tokens(policy_means(net, ev["ctx"], n_sup, False), comp, head)
+        return {k: accuracy(decoder, ev["ids"], ev_gold, firsts, kind=k) for k in ("answer", "first_digit")}
 
     step, g = 0, torch.Generator().manual_seed(cfg.seed)
     curve = [{"step": 0, "heldout_accuracy": heldout_acc(policy)}]
@@ -241,8 +252,9 @@ def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
                           [tr_gold[i] for i in idx], comp, head, decoder, opt, cfg, sigma, n_sup)
             step += 1
             if step % cfg.eval_every == 0:
-                m["eval/heldout_accuracy"] = heldout_acc(policy)
-                curve.append({"step": step, "heldout_accuracy": m["eval/heldout_accuracy"]})
+                acc = heldout_acc(policy)
+                m.update({f"eval/heldout_{k}_accuracy": v for k, v in acc.items()})
+                curve.append({"step": step, "heldout_accuracy": acc})
             run_dir.log(step, **m)
             tracker.log(m, step)
     if curve[-1]["step"] != step:
@@ -251,7 +263,7 @@ def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
     atomic_torch_save({"trm_state_dict": policy.state_dict(), "trm_config": asdict(policy.cfg), "config": asdict(cfg),
                        "sigma": sigma, "compressor": comp.state_dict()}, out / "trm_grpo.pt")
     per = evaluate_all(cfg, decoder, tokenizer, comp, head, ref, policy, ev, ev_gold, eval_p, n_sup)
-    report = {k: sum(v) / len(v) for k, v in per.items()}
+    report = {k: sum(v) / len(v) for k, v in per.items()}  # keys: <system> (answer) and first_digit/<system>
     report["_meta"] = {"sigma": sigma, "steps": step, "num_train": cfg.num_train, "num_eval": cfg.num_eval,
                        "max_value": cfg.max_value, "group_size": cfg.group_size, "curve": curve,
                        "rewards": [r.get("reward") for r in run_dir.read_metrics()]}
@@ -265,19 +277,20 @@ def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
 
 @torch.no_grad()
 def evaluate_all(cfg, decoder, tokenizer, comp, head, ref, policy, ev, golds, problems, n_sup) -> dict:
-    """Per-prompt held-out correctness of the five systems of [LT] scripts/benchmark.py (greedy decoding)."""
+    """Per-prompt held-out correctness of the five systems of [LT] scripts/benchmark.py (greedy decoding):
+    ``<system>`` = whole answer right, ``first_digit/<system>`` = its first digit right."""
     cot_ids = [tokenizer(chat_prompt(tokenizer, f"{p.question} {COT_INSTRUCTION}"), add_special_tokens=False).input_ids
                for p in problems]
-    round_trip = (comp.reconstruct(ev["last"]) @ head.T).argmax(-1)
-    return {
-        "base_answer_only": correct(decoder, ev["ids"], golds),
-        "base_cot_prompt": correct(decoder, cot_ids, golds, max_new=cfg.cot_max_new_tokens),
-        "compressor_round_trip": correct(decoder, ev["ids"], golds, round_trip),
-        "phase2_trm": correct(decoder, ev["ids"], golds, first_tokens(policy_means(ref, ev["ctx"], n_sup, False),
-                                                                      comp, head)),
-        "phase3_trm": correct(decoder, ev["ids"], golds, first_tokens(policy_means(policy, ev["ctx"], n_sup, False),
-                                                                      comp, head)),
-    }
+    systems = {"base_answer_only": (ev["ids"], None, None), "base_cot_prompt": (cot_ids, None, cfg.cot_max_new_tokens),
+               "compressor_round_trip": (ev["ids"], (comp.reconstruct(ev["last"]) @ head.T).argmax(-1), None),
+               "phase2_trm": (ev["ids"], first_tokens(policy_means(ref, ev["ctx"], n_sup, False), comp, head), None),
+               "phase3_trm": (ev["ids"], first_tokens(policy_means(policy, ev["ctx"], n_sup, False), comp, head),
+                              None)}
+    out = {}
+    for name, (ids, firsts, max_new) in systems.items():
+        out[name] = correct(decoder, ids, golds, firsts, max_new, "answer")
+        out[f"first_digit/{name}"] = correct(decoder, ids, golds, firsts, max_new, "first_digit")
+    return out
 
 
 def parse_config(argv=None) -> Phase3Config:
@@ -293,6 +306,7 @@ def parse_config(argv=None) -> Phase3Config:
     p.add_argument("--epsilon_high", type=float, default=None)
     p.add_argument("--n_supervision_steps", type=int, default=None)
     p.add_argument("--scale_rewards", choices=["group", "batch", "none"], default=c.scale_rewards)
+    p.add_argument("--reward", choices=["first_digit", "answer"], default=c.reward)
     p.add_argument("--use_wandb", action="store_true")
     cfg = Phase3Config(**vars(p.parse_args(argv)))
     bad = [k for k in ("batch_size", "num_epochs", "num_iterations", "num_train", "num_eval", "max_value",

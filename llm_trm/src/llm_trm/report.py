@@ -210,22 +210,26 @@ def write_phase3(preset, s, p3, out_dir: Path, command: str, wall: float) -> Non
                            scale={"num_train": meta["num_train"], "num_eval": meta["num_eval"], "steps": meta["steps"],
                                   "group_size": meta["group_size"]})
     t.wall_s = round(wall, 1)
+    metrics = {"answer_accuracy": "", "first_digit_accuracy": "first_digit/"}
     for key, label in P3_ROWS.items():
-        t.add(label, "answer_accuracy", stats.metric_examples(per[key], n_boot=N_BOOT))
-    t.compare(P3_ROWS["phase3_trm"], P3_ROWS["phase2_trm"], "answer_accuracy",
-              stats.paired_diff(per["phase3_trm"], per["phase2_trm"], n_boot=N_BOOT))
-    for b in ("base_answer_only", "compressor_round_trip", "base_cot_prompt"):
-        t.compare(P3_ROWS["phase3_trm"], P3_ROWS[b], "answer_accuracy",
-                  stats.paired_diff(per["phase3_trm"], per[b], n_boot=N_BOOT))
-    t.auto_verdict({"answer_accuracy": True})
+        for metric, pre in metrics.items():
+            t.add(label, metric, stats.metric_examples(per[pre + key], n_boot=N_BOOT))
+    for metric, pre in metrics.items():
+        for b in ("phase2_trm", "base_answer_only", "compressor_round_trip", "base_cot_prompt"):
+            t.compare(P3_ROWS["phase3_trm"], P3_ROWS[b], metric,
+                      stats.paired_diff(per[pre + "phase3_trm"], per[pre + b], n_boot=N_BOOT))
+    t.auto_verdict({"answer_accuracy": True, "first_digit_accuracy": True})
     curve = meta["curve"]
     t.notes += [
         f"{meta['num_eval']} held-out addition prompts (operands 0..99, operand pairs unseen in phase-2 and phase-3 "
         f"training); {meta['steps']} GRPO steps on {meta['num_train']} training prompts, G = {meta['group_size']}, "
         f"sigma = {meta['sigma']:.3g}. Accuracy = the greedy answer after \"The answer is \" is right (TRM systems: "
-        "the first token comes from argmax lm_head(W^T latent), the LLM continues).",
-        "Learning curve (held-out accuracy by GRPO step): "
-        + ", ".join(f"{c['step']}: {c['heldout_accuracy']:.3f}" for c in curve) + " (plot phase3_learning_curve.png).",
+        "the first token comes from argmax lm_head(W^T latent), the LLM continues). first_digit_accuracy = the "
+        "answer's first digit is right: the part the latent decides; it is also the GRPO reward (`--reward "
+        "first_digit`).",
+        "Learning curve (held-out first-digit / answer accuracy by GRPO step): "
+        + ", ".join(f"{c['step']}: {c['heldout_accuracy']['first_digit']:.3f} / {c['heldout_accuracy']['answer']:.3f}"
+                    for c in curve) + " (plot phase3_learning_curve.png).",
         "Command: `python -m llm_trm.phase3 " + " ".join(p3["command"]) + "`"]
     t.write(out_dir / "phase3_grpo")
     _plot_phase3(meta, out_dir / "phase3_learning_curve.png")
@@ -240,8 +244,9 @@ def _plot_phase3(meta: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     rewards = [r for r in meta["rewards"] if r is not None]
     ax.plot(range(1, len(rewards) + 1), rewards, alpha=0.6, label="mean reward (training batch)")
-    ax.plot([c["step"] for c in meta["curve"]], [c["heldout_accuracy"] for c in meta["curve"]], marker="o",
-            label=f"held-out accuracy ({meta['num_eval']} prompts)")
+    for k in ("first_digit", "answer"):
+        ax.plot([c["step"] for c in meta["curve"]], [c["heldout_accuracy"][k] for c in meta["curve"]], marker="o",
+                label=f"held-out {k.replace('_', '-')} accuracy ({meta['num_eval']} prompts)")
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("reward / accuracy")
     ax.legend()
