@@ -39,7 +39,7 @@ def phase1_rows(t, data, d_values, peak, tmp: Path) -> None:
     from llm_trm.phase1 import Phase1Config, train_compressor
     from shared_utils import bench, stats
 
-    tr, he = data["train"], data["heldout"]
+    tr = data["train"]
     rows = tr["hidden"][tr["mask"].bool()]
     refs = svd_reference(rows, d_values)
     d_model = rows.shape[-1]
@@ -58,7 +58,7 @@ def phase1_rows(t, data, d_values, peak, tmp: Path) -> None:
         x = tr["hidden"][:4].requires_grad_(False)
         opt = torch.optim.AdamW(comp.parameters(), lr=0.0)
 
-        def step():
+        def step(comp=comp, x=x, opt=opt):
             loss = ((comp.reconstruct(x) - x) ** 2).mean()
             opt.zero_grad()
             loss.backward()

@@ -475,9 +475,8 @@ def run_name(cfg: Phase1Config, d: int) -> str:
 
 def run(cfg: Phase1Config) -> dict:
     """Phase-1 entry: one compressor, or a sweep over ``sweep_d_values`` (one d{D'}/ folder each)."""
-    from shared_utils.models import load_tokenizer
-
     from llm_trm.checks import check_data_path, check_output_path
+    from shared_utils.models import load_tokenizer
 
     check_output_path(cfg.output_dir, "--output_dir")
     check_data_path(cfg.data_path, names=("embedded", "wikitext", "wikitext2", "wikitext-2-raw-v1"))

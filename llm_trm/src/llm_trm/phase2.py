@@ -29,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from llm_trm.checks import cli_entry, require_positive
 from llm_trm.data import split_heldout
 from llm_trm.phase1 import load_compressor, warmup_cosine
 from llm_trm.trm import EMA, SequenceTRM, TRMConfig, halt_loss
-from shared_utils.errors import NonFiniteLossError, UserError, cli_main
+from shared_utils.errors import NonFiniteLossError, UserError
 from shared_utils.runs import RunDir, atomic_torch_save, seed_everything
 
 
@@ -377,16 +378,12 @@ def parse_config(argv=None) -> Phase2Config:
         p.add_argument(f"--{k}", type=float, default=getattr(c, k))
     p.add_argument("--step_delay", type=float, default=0.0, help=argparse.SUPPRESS)
     cfg = Phase2Config(**vars(p.parse_args(argv)))
-    bad = [k for k in ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps",
-                       "batch_size", "num_epochs") if getattr(cfg, k) < 1]
-    if bad:
-        raise UserError(f"--{bad[0]} must be >= 1")
+    require_positive(cfg, ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps",
+                           "batch_size", "num_epochs"), ("learning_rate",))
     return cfg
 
 
-@cli_main
-def main(argv=None):
-    return run(parse_config(argv))
+main = cli_entry(parse_config, run)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Partial results are checkpointed every ``--checkpoint_every`` samples and resume
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from llm_trm.checks import cli_entry, require_positive
 from llm_trm.data import (
     ANSWER_PREFIX,
     THINK_CLOSE,
@@ -40,7 +40,7 @@ from llm_trm.data import (
 )
 from llm_trm.hidden import PrefixCache, shared_prefix_ids
 from llm_trm.llm import LazyLLM, pick_run_device
-from shared_utils.errors import UserError, cli_main
+from shared_utils.errors import UserError
 from shared_utils.runs import atomic_torch_save, atomic_write_json, seed_everything
 
 
@@ -206,9 +206,8 @@ def _resume(cfg: DatagenConfig) -> list:
 
 
 def run(cfg: DatagenConfig, llm: LazyLLM | None = None, tokenizer=None) -> dict:
-    from shared_utils.models import load_tokenizer
-
     from llm_trm.checks import check_data_path, check_output_path
+    from shared_utils.models import load_tokenizer
 
     out_dir = check_output_path(cfg.output_dir, "--output_dir")
     check_data_path(cfg.data_path)
@@ -292,18 +291,13 @@ def parse_config(argv=None) -> DatagenConfig:
     p.add_argument("--data_path", default=None)
     p.add_argument("--no_auto_resume", dest="auto_resume", action="store_false")
     cfg = DatagenConfig(**vars(p.parse_args(argv)))
-    bad = [k for k in ("num_samples", "max_seq_length", "batch_size", "checkpoint_every", "max_value")
-           if getattr(cfg, k) < 1]
-    if bad:
-        raise UserError(f"--{bad[0]} must be >= 1")
+    require_positive(cfg, ("num_samples", "max_seq_length", "batch_size", "checkpoint_every", "max_value"))
     if not 0 < cfg.heldout_fraction < 1:
         raise UserError(f"--heldout_fraction {cfg.heldout_fraction} must be in (0, 1)")
     return cfg
 
 
-@cli_main
-def main(argv=None):
-    return run(parse_config(argv))
+main = cli_entry(parse_config, run)
 
 
 if __name__ == "__main__":

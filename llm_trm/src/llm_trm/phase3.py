@@ -23,18 +23,17 @@ import argparse
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from llm_trm.checks import cli_entry, require_positive
 from llm_trm.data import addition_split, answer_prompt, chat_prompt, template_prefix
 from llm_trm.grpo import extract_answer, gaussian_logprob, group_advantages, grpo_loss, is_correct
-from llm_trm.hidden import last_layer_states
 from llm_trm.llm import LazyLLM, Tracker, pick_run_device
 from llm_trm.phase1 import load_compressor
 from llm_trm.phase2 import load_trm
-from shared_utils.errors import UserError, cli_main
+from shared_utils.errors import UserError
 from shared_utils.runs import RunDir, atomic_torch_save, atomic_write_json, seed_everything
 
 COT_INSTRUCTION = "Think step by step, then give the final answer."
@@ -206,9 +205,8 @@ def grpo_step(policy, ref_mu, ctx, prompts, golds, comp, head, decoder, opt, cfg
 
 
 def run(cfg: Phase3Config, llm: LazyLLM | None = None, tokenizer=None) -> dict:
-    from shared_utils.models import load_tokenizer
-
     from llm_trm.checks import check_output_path, load_torch_file
+    from shared_utils.models import load_tokenizer
 
     out = check_output_path(cfg.output_dir, "--output_dir")
     seed_everything(cfg.seed)
@@ -309,20 +307,14 @@ def parse_config(argv=None) -> Phase3Config:
     p.add_argument("--reward", choices=["first_digit", "answer"], default=c.reward)
     p.add_argument("--use_wandb", action="store_true")
     cfg = Phase3Config(**vars(p.parse_args(argv)))
-    bad = [k for k in ("batch_size", "num_epochs", "num_iterations", "num_train", "num_eval", "max_value",
-                       "max_new_tokens", "eval_every") if getattr(cfg, k) < 1]
+    require_positive(cfg, ("batch_size", "num_epochs", "num_iterations", "num_train", "num_eval", "max_value",
+                           "max_new_tokens", "eval_every"), ("learning_rate", "sigma_scale"))
     if cfg.group_size < 2:
-        bad.append("group_size (>= 2: GRPO needs a group)")
-    if cfg.sigma_scale <= 0:
-        bad.append("sigma_scale")
-    if bad:
-        raise UserError(f"invalid --{bad[0]}")
+        raise UserError(f"invalid --group_size {cfg.group_size} (>= 2: GRPO needs a group)")
     return cfg
 
 
-@cli_main
-def main(argv=None):
-    return run(parse_config(argv))
+main = cli_entry(parse_config, run)
 
 
 if __name__ == "__main__":
