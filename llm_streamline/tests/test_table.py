@@ -77,7 +77,7 @@ def test_curve_table_and_plot(tmp_path):
     for n in (4, 12):
         rng = np.random.default_rng(n)
         for row in ("shortgpt", "mse_nosink"):
-            write_row(work, row, n, rng.uniform(2, 4, 255 * 8) + n / 4, np.ones(10))
+            write_row(work, row, n, rng.uniform(2, 4, 255 * 8) + n / 4, (rng.uniform(size=200) < 0.5).astype(float))
     a = parse(["--preset", "cpu", "--curve_n", "4,12", "--tasks", "", "--rows", "original,shortgpt,mse_nosink"])
     t = curve_table(a, work, "make table", 1.0, "mse_nosink")
     d = t.to_dict()
