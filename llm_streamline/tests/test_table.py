@@ -82,7 +82,8 @@ def test_curve_table_and_plot(tmp_path):
     t = curve_table(a, work, "make table", 1.0, "mse_nosink")
     d = t.to_dict()
     assert [r.get("n") for r in d["rows"]] == [0, 4, 4, 8, 8, 12, 12] and len(d["comparisons"]) == 3
-    gpu = parse(["--preset", "gpu", "--curve_n", "4,12", "--tasks", ",".join(TASKS), "--rows", "original,shortgpt"])
+    gpu = parse(["--preset", "gpu", "--curve_n", "4,12", "--tasks", ",".join(TASKS), "--rows", "original,shortgpt",
+                 "--curve_tasks"])
     rows = curve_table(gpu, work, "make table PRESET=gpu", 1.0, "mse_nosink").to_dict()["rows"]
     assert all({"perplexity", "avg", "retention"} <= set(r["metrics"]) for r in rows)  # accuracy along the curve
     from llm_streamline.table import plot_curve
