@@ -28,6 +28,9 @@ from transformers.masking_utils import create_causal_mask
 
 
 # ---------------------------------------------------------------------------------------------- attention
+FLASH = False  # True: use the fused CPU flash-attention kernel where it applies (False: explicit matmuls)
+
+
 class _KVBuffers:
     """Per-layer K/V of the whole sequence (written group by group) and their gradients (filled backward)."""
 
@@ -48,20 +51,34 @@ class _CachedAttention(torch.autograd.Function):
         buf.k[:, :, s:e] = k
         buf.v[:, :, s:e] = v
         kc, vc = buf.k[:, :, :e], buf.v[:, :, :e]
+        ctx.buf, ctx.s, ctx.e, ctx.scale, ctx.bias = buf, s, e, scale, bias
+        ctx.flash = FLASH and q.device.type == "cpu" and q.dtype == torch.float32
+        if ctx.flash:  # torch's fused CPU flash kernel (forward and backward): far fewer, larger calls than bmm
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                q, kc, vc, 0.0, False, attn_mask=bias, scale=scale)
+            ctx.save_for_backward(q, out, lse)
+            return out, token.new_empty(0)
         scores = torch.matmul(q, kc.transpose(-1, -2)).mul_(scale).add_(bias)
         p = torch.softmax(scores.float(), dim=-1).to(q.dtype)
         out = torch.matmul(p, vc)
         ctx.save_for_backward(q, p)
-        ctx.buf, ctx.s, ctx.e, ctx.scale = buf, s, e, scale
         return out, token.new_empty(0)
 
     @staticmethod
     def backward(ctx, d_out, _d_token):
-        q, p = ctx.saved_tensors
         buf, s, e, scale = ctx.buf, ctx.s, ctx.e, ctx.scale
         if buf.gk is None:  # the last group's backward runs first: allocate the gradient buffers once
             buf.gk, buf.gv = torch.zeros_like(buf.k), torch.zeros_like(buf.v)
         kc, vc = buf.k[:, :, :e], buf.v[:, :, :e]
+        if ctx.flash:
+            q, out, lse = ctx.saved_tensors
+            dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                d_out.contiguous(), q, kc, vc, out, lse, 0.0, False, attn_mask=ctx.bias, scale=scale)
+            buf.gk[:, :, :e] += dk
+            buf.gv[:, :, :e] += dv
+            return dq, buf.gk[:, :, s:e].clone(), buf.gv[:, :, s:e].clone(), d_out.new_empty(0), None, None, None, \
+                None, None
+        q, p = ctx.saved_tensors
         buf.gv[:, :, :e] += torch.matmul(p.transpose(-1, -2), d_out)
         dp = torch.matmul(d_out, vc.transpose(-1, -2))
         ds = p * (dp - (dp * p).sum(-1, keepdim=True))
@@ -104,7 +121,9 @@ def _linear(x, fused):
 
 
 def _rms(x, weight, eps):
-    """LlamaRMSNorm: in fp32, then cast back and scaled."""
+    """LlamaRMSNorm: in fp32, then cast back and scaled (one fused op for fp32 inputs)."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
     xf = x.float()
     return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
