@@ -173,6 +173,7 @@ def train(a, row: str, n: int, work: Path) -> dict:
     if not (out / RECORD).is_file():
         t0 = time.time()
         (llm_train if row == "llm" else mse_train).run(train_argv(a, row, n, out))
+        atomic_write_json(out.parent / f"{row}.train_seconds.json", {"seconds": round(time.time() - t0, 1)})
         print(f"[table] trained {row} at n={n} in {time.time() - t0:.0f} s", flush=True)
     return json.loads((out / RECORD).read_text())
 
@@ -300,7 +301,7 @@ def main_table(a, work: Path, command: str, wall: float) -> stats.ResultsTable:
     t = stats.ResultsTable(table="llm_streamline_table", command=command, preset=a.preset,
                            model=a.model_name, layer_intervals=n, best_layer=rec["best_layer"],
                            shortgpt_layers=lowest_influence_layers(rec["block_influence"], n), scores=rec["scores"])
-    t.wall_s = wall
+    t.wall_s = job_seconds(work, a.row_list, [n]) or wall
     nlls = {r: load_nll(work, r, n) for r in a.row_list}
     accs = {r: accuracies(work, r, n, tasks) for r in a.row_list} if tasks else {}
     for r in a.row_list:
@@ -328,6 +329,7 @@ def main_table(a, work: Path, command: str, wall: float) -> stats.ResultsTable:
         f"{a.mse_epochs} epochs, LLM-loss row {a.llm_train_num_data} blocks x {a.llm_epochs} epoch, lr {a.lr}; "
         "tokens seen and the final training / validation losses are row fields in the JSON "
         "(`train_tokens`, `loss_first`, `loss_last`); curves in training_curves.png.",
+        "`wall_s` = sum of the recorded wall times of the training runs and row evaluations behind this table.",
         "`perplexity`: exp of the mean token NLL, 95% block bootstrap (blocks = one evaluation sequence). "
         "Comparisons on `nll` are paired per-token NLL differences (a - b, negative = a better) on the same tokens. "
         + ("Task cells: acc with a bootstrap over examples; `avg` = mean over the tasks; `retention` = avg / "
@@ -337,6 +339,18 @@ def main_table(a, work: Path, command: str, wall: float) -> stats.ResultsTable:
         f"{rec['best_layer']}..{rec['best_layer'] + n} (cosine scores in cosine_scores.png).",
     ] + ([a.note] if a.note else [])
     return t
+
+
+def job_seconds(work: Path, rows, ns) -> float:
+    """Sum of the recorded wall times of every training run and row evaluation behind a table."""
+    total = 0.0
+    for n in ns:
+        for r in rows:
+            f = row_dir(work, r, n) / "row.json"
+            total += json.loads(f.read_text()).get("eval_seconds", 0.0) if f.is_file() else 0.0
+            t = work / f"n{n}" / f"{r}.train_seconds.json"
+            total += json.loads(t.read_text())["seconds"] if t.is_file() else 0.0
+    return round(total, 1)
 
 
 def train_fields(work: Path, row: str, n: int, a) -> dict:
@@ -356,7 +370,7 @@ def curve_table(a, work: Path, command: str, wall: float, crow: str) -> stats.Re
     ns = sorted(set(a.curve) | {a.layer_intervals})
     t = stats.ResultsTable(table="llm_streamline_pruning_curve", command=command, preset=a.preset,
                            curve_row=crow, n_values=ns)
-    t.wall_s = wall
+    t.wall_s = job_seconds(work, ["original", "shortgpt", crow], ns) or wall
     block = a.ppl_seq_len - 1
     tasks = a.task_list if a.curve_tasks else []
     orig_acc = accuracies(work, "original", a.layer_intervals, tasks) if tasks else {}
