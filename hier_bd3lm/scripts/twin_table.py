@@ -40,7 +40,7 @@ MODELS = {  # in run order (the comparisons the paper is about first)
 PRESETS = {  # steps x batch, model, slots; cpu sized from a measured AR run (see README)
     "cpu": dict(model="micro_twin", steps=700, batch_size=32, lr=2e-3, seeds="0,1,2", n_train=20000, n_test=500,
                 n_longer=500, curve_T="1,2,4", curve_n=200, device="cpu"),
-    "gpu": dict(model="tiny", steps=6000, batch_size=128, lr=1e-3, seeds="0,1,2", n_train=50000, n_test=1000,
+    "gpu": dict(model="tiny", steps=2000, batch_size=128, lr=1e-3, seeds="0,1,2", n_train=50000, n_test=1000,
                 n_longer=1000, curve_T="1,2,4", curve_n=1000, device="cuda"),
     "smoke": dict(model="micro", steps=20, batch_size=8, lr=2e-3, seeds="0,1", n_train=200, n_test=16, n_longer=16,
                   curve_T="1,2", curve_n=8, device="cpu"),
