@@ -32,10 +32,10 @@ PRESETS = {
                   p1b_samples=24, p2_samples=48, p2_epochs=2, p2_batch=16, p2_nsup=2, p2_n=2, p2_T=2, p2_lr=1e-3,
                   p2_heads=4, p3_train=8, p3_eval=8, p3_pool=10, p3_epochs=1, p3_batch=4, p3_group=4, p3_lr=1e-4,
                   p3_cot=16, p3_eval_every=1, data_path=None),
-    # `make table`: 2,000 train / 500 held-out pairs; TRM n=2, T=2, N_sup=4 (CPU-sized); GRPO on 200 held-out prompts.
+    # `make table`: 2,000 train / 500 held-out pairs; TRM n=2, T=2, N_sup=3 (CPU-sized); GRPO on 200 held-out prompts.
     "cpu": dict(out="runs/cpu", d_values=[12, 24, 48, 96, 192], d_main=48, p1_samples=240, p1_len=96,
-                p1_random=True, p1b_samples=80, p2_samples=2500, p2_epochs=12, p2_batch=64, p2_nsup=4, p2_n=2,
-                p2_T=2, p2_lr=1e-3, p2_heads=4, p3_train=128, p3_eval=200, p3_pool=500, p3_epochs=1, p3_batch=8,
+                p1_random=True, p1b_samples=80, p2_samples=2500, p2_epochs=10, p2_batch=64, p2_nsup=3, p2_n=2,
+                p2_T=2, p2_lr=1e-3, p2_heads=4, p3_train=96, p3_eval=200, p3_pool=500, p3_epochs=1, p3_batch=8,
                 p3_group=8, p3_lr=1e-3, p3_cot=48, p3_eval_every=4, data_path=None),
     # `gpu`: the original's TRM recursion (n=6, T=3, N_sup=8) and more epochs / GRPO steps; sized for ~5 min on an H200.
     "gpu": dict(out="runs/gpu", d_values=[12, 24, 48, 96, 192], d_main=96, p1_samples=2000, p1_len=128,
