@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import superrelora.pretrain as pt
+from shared_utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "tests" / "data" / "tiny_corpus.txt"
@@ -51,6 +52,9 @@ def test_rows_share_warm_start_and_data_and_resume(tmp_path, tiny_preset):
     assert (tmp_path / "seed0" / "lora" / "row.json").stat().st_mtime_ns == stamp  # skipped, not re-trained
     assert {x["row"]: x["perplexity"] for x in again if "perplexity" in x} == \
         {x["row"]: x["perplexity"] for x in recs if "perplexity" in x}
+    pt.PRESETS["tiny_test"] = {**tiny_preset, "steps": 5}  # other settings: cached rows are refused, not reused
+    with pytest.raises(UserError, match="other preset settings"):
+        pt.run_all("tiny_test", tmp_path, text_file=TEXT, rows=rows, seeds=[0], log=lambda *_: None)
 
 
 def test_table_has_intervals_comparisons_and_plots(tmp_path, tiny_preset):
