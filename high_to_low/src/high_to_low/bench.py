@@ -98,7 +98,9 @@ def training_rows(args, table, ids, peak) -> dict:
     for name in models:
         med = statistics.median(samples[name])
         row = f"high_to_low: {name}"
-        mfu = stats.metric_value(flops[name] / med / peak, flops=flops[name], seconds=med)
+        mfu = bench.median_ci([flops[name] / t / peak for t in samples[name]])  # per-repeat MFU, median + CI
+        mfu.update(unit="repeat (median)", flops=flops[name], seconds=med, peak_flops=peak)
+        mfu.pop("samples", None)
         if name == "baseline":
             table.add(row, "mfu", mfu, s_per_step=bench.median_ci(samples[name]), sequential_calls=1)
             continue

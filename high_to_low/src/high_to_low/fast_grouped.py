@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from transformers.masking_utils import create_causal_mask
 
-
 # ---------------------------------------------------------------------------------------------- attention
 FLASH = False  # True: use the fused CPU flash-attention kernel where it applies (False: explicit matmuls)
 

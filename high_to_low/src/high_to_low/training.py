@@ -294,15 +294,21 @@ def train_items(cfg: dict) -> list[dict]:
     return items
 
 
-def train_step(model, batch, cfg, params, optimizer, scaler, device) -> dict:
-    """One optimizer step over ``split_batch_into`` micro-batches; the loss is a sum, so k changes nothing."""
+def train_step(model, batch, cfg, params, optimizer, scaler, device, forward=None, world: int = 1) -> dict:
+    """One optimizer step over ``split_batch_into`` micro-batches; the loss is a sum, so k changes nothing.
+
+    Multi-process (``world`` > 1): ``batch`` is this rank's shard and ``forward`` the DistributedDataParallel
+    wrapper, which averages gradients over ranks; the loss is scaled by ``world`` so that the all-reduced
+    gradient is the sum over the whole batch, as in one process. Returned loss / answer_prob are global.
+    """
     optimizer.zero_grad(set_to_none=True)
+    forward = forward or model
     k, total_loss, probs = cfg["split_batch_into"], 0.0, []
     size = len(batch) // k
     for i in range(k):
         ids, mask, span = make_batch(batch[i * size: (i + 1) * size], model.tokenizer, cfg["group_size"], device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
-            logits = model(ids, mask)
+            logits = forward(ids, mask)
         logp, nll, _ = span_logprobs(logits, ids, span)
         loss = nll.sum()
         if not torch.isfinite(loss):
@@ -310,7 +316,8 @@ def train_step(model, batch, cfg, params, optimizer, scaler, device) -> dict:
         probs.extend(logp.detach().exp().tolist())
         if loss.item() > 1e6:  # the original's guard: skip this micro-batch's backward
             continue
-        (scaler.scale(loss) if scaler else loss).backward()
+        scaled = loss * world if world > 1 else loss
+        (scaler.scale(scaled) if scaler else scaled).backward()
         total_loss += loss.item()
     if scaler:
         scaler.unscale_(optimizer)
@@ -320,15 +327,39 @@ def train_step(model, batch, cfg, params, optimizer, scaler, device) -> dict:
         scaler.update()
     else:
         optimizer.step()
-    return {"loss": total_loss / len(batch), "answer_prob": sum(probs) / len(probs),
-            "grad_norm": float(grad_norm)}
+    sums = [total_loss, sum(probs), float(len(batch)), float(len(probs))]
+    if world > 1:
+        t = torch.tensor(sums, dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        sums = t.tolist()
+    return {"loss": sums[0] / sums[2], "answer_prob": sums[1] / sums[3], "grad_norm": float(grad_norm)}
+
+
+def init_distributed(device):
+    """(rank, world size, device) under torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA; else (0, 1, device)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def train(args) -> Path:
     """Run (or resume) training; returns the checkpoint folder."""
     validate(args)
     set_threads(args.threads)
-    device = pick_device(args.device)
+    rank, world, device = init_distributed(pick_device(args.device))
+    if args.batch_size % (world * args.split_batch_into):
+        raise UserError(f"--batch_size {args.batch_size} must be divisible by {world} processes x "
+                        f"--split_batch_into {args.split_batch_into}")
     cfg = resolve_config(args, base_config(args.model_name, args.tiny_layers).num_hidden_layers,
                          base_config(args.model_name, args.tiny_layers))
     folder = checkpoint_folder(args.checkpoint_root_folder, args.our_method, args.model_name, args.dataset_name)
@@ -340,12 +371,20 @@ def train(args) -> Path:
     model.tokenizer = tok
     names = [n for n, _ in model.trainable_named_parameters(cfg["full_finetune"])]
     params = select_trainable(model, cfg["full_finetune"])
-    model = dispatch_if_multi_gpu(model, device, args.gpu_memory_limit)
+    forward = None
+    if world > 1:  # data parallel: each rank a contiguous shard of every batch, DDP all-reduces the gradients
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = model.to(device)
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        model = dispatch_if_multi_gpu(model, device, args.gpu_memory_limit)
     optimizer = torch.optim.Adam(params, lr=0.0)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     run = RunDir(folder)
-    run.write_config(cfg, "save_configs.json")
-    run.write_meta(seed=args.seed, trainable_params=sum(p.numel() for p in params))
+    if rank == 0:  # logs, config and checkpoints are written by rank 0 only
+        run.write_config(cfg, "save_configs.json")
+        run.write_meta(seed=args.seed, trainable_params=sum(p.numel() for p in params), world_size=world)
     j, tracking = 0, []
     last = latest_checkpoint(folder)
     if last is not None:
@@ -363,18 +402,37 @@ def train(args) -> Path:
     print(f"[train] {folder.name}: {len(items)} examples, {sum(p.numel() for p in params):,} trainable params, "
           f"{len(cfg['bridges'])} bridges, steps {j}->{total}", flush=True)
     model.train()
-    bar = tqdm(range(j, total), initial=j, total=total, desc="train", mininterval=5)
+    bar = tqdm(range(j, total), initial=j, total=total, desc="train", mininterval=5, disable=rank > 0)
+    shard = cfg["batch_size"] // world
     for j in bar:
         epoch, b = divmod(j, steps_per_epoch)
-        batch = items[b * cfg["batch_size"]: (b + 1) * cfg["batch_size"]]
+        batch = items[b * cfg["batch_size"]: (b + 1) * cfg["batch_size"]][rank * shard: (rank + 1) * shard]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(j, cfg["base_lr"], cfg["warmup_steps"], cfg["period"])
         t0 = time.perf_counter()
-        stats = train_step(model, batch, cfg, params, optimizer, scaler, device)
+        stats = train_step(model, batch, cfg, params, optimizer, scaler, device, forward, world)
         stats["step_time"] = time.perf_counter() - t0
         tracking.append(stats["answer_prob"])
-        run.log(j + 1, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **stats)
         bar.set_postfix(loss=f"{stats['loss']:.3f}", p=f"{stats['answer_prob']:.3f}")
+        if rank == 0:
+            run.log(j + 1, epoch=epoch, lr=optimizer.param_groups[0]["lr"], **stats)
         if (j + 1) % args.save_interval == 0 or j + 1 == total:
-            save_checkpoint(folder, j + 1, epoch, model, names, optimizer, tracking)
+            if rank == 0:
+                save_checkpoint(folder, j + 1, epoch, model, names, optimizer, tracking)
+            if world > 1:
+                torch.distributed.barrier()
+    if world > 1:
+        check_ranks_identical(params, device)
+        torch.distributed.barrier()
+        print(f"[train] rank {rank}: weights identical on all {world} ranks", flush=True)
     return folder
+
+
+def check_ranks_identical(params, device) -> None:
+    """All ranks must hold the same trainable weights after training (DDP keeps them in sync)."""
+    flat = torch.cat([p.detach().reshape(-1).double() for p in params]).to(device)
+    stats = torch.stack([flat.sum(), flat.abs().sum(), (flat * torch.arange(flat.numel(), device=device)).sum()])
+    gathered = [torch.zeros_like(stats) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, stats)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"ranks hold different weights after training: {[g.tolist() for g in gathered]}")
