@@ -176,7 +176,7 @@ def run(out_prefix: str, num_samples: int, max_seq_length: int, d_values: list[i
 
     from llm_trm.data import split_heldout
     from llm_trm.hidden import compute_hidden
-    from shared_utils import bench, stats
+    from shared_utils import stats
     from shared_utils.models import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)

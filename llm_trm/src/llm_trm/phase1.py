@@ -71,6 +71,7 @@ class Phase1Config:
     cache_dir: str = "./cache/hidden"
     heldout_fraction: float = 0.1
     log_steps: int = 10
+    stage1b_from: str = "stage1a"  # stage1a: continue from the stage-1a checkpoint (original) | svd: SVD of the 1b data
     init: str = "svd"  # svd: top-D' right singular vectors of the train tokens (Eckart-Young); random: orthogonal
     checkpoint_every: int = 50  # optimizer steps between mid-run resume checkpoints (stage{1a,1b}_resume.pt)
     resume: bool = False  # continue from {output_dir}/stage{stage}_resume.pt
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["svd", "random"], default=c.init,
                    help="svd (default): start at the truncated-SVD optimum of the train tokens; random: the "
                         "original's orthogonal random init")
+    p.add_argument("--stage1b_from", choices=["stage1a", "svd"], default=c.stage1b_from,
+                   help="stage 1b start: the stage-1a checkpoint (original) or the SVD optimum of the thinking data")
     p.add_argument("--resume", action="store_true", help="continue from {output_dir}/stage{stage}_resume.pt")
     p.add_argument("--step_delay", type=float, default=0.0, help=argparse.SUPPRESS)
     return p
@@ -231,8 +234,8 @@ def resume_name(stage: str) -> str:
 
 RESUME_KEYS = ("stage", "d_compressed", "batch_size", "num_epochs", "learning_rate", "num_samples", "max_seq_length",
                "seed", "model_name", "data_path", "weight_decay", "gradient_accumulation_steps", "max_grad_norm",
-               "warmup_ratio", "select_on", "include_padding", "heldout_fraction", "init", "early_stopping",
-               "early_stopping_patience", "min_delta")
+               "warmup_ratio", "select_on", "include_padding", "heldout_fraction", "init", "stage1b_from",
+               "early_stopping", "early_stopping_patience", "min_delta")
 
 
 def _resume_cfg(cfg: Phase1Config, d_compressed: int) -> dict:
@@ -292,10 +295,10 @@ def train_compressor(cfg: Phase1Config, data: dict, d_model: int, d_compressed: 
                       gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                       mixed_precision="bf16" if torch.cuda.is_available() and cfg.device != "cpu" else "no")
     comp = DimensionCompressor(d_model, d_compressed)
-    if cfg.stage == "1b":
+    if cfg.stage == "1b" and cfg.stage1b_from == "stage1a":
         init = cfg.compressor_checkpoint or out_dir / checkpoint_name("1a")
         comp.load_state_dict(load_compressor_state(init, d_model, d_compressed))
-    elif cfg.init == "svd" and state is None:
+    elif (cfg.init == "svd" or cfg.stage == "1b") and state is None:
         svd_init_(comp, _init_rows(data, online_fn))
     train = data["train"]
     ds = TensorDataset(train["hidden"], train["mask"]) if online_fn is None else _TextDataset(train)
@@ -485,7 +488,7 @@ def run(cfg: Phase1Config) -> dict:
     if cfg.resume:  # refuse a corrupt or mismatched resume file before anything is loaded or written
         for d in ds:
             load_resume(outs[d] / resume_name(cfg.stage), cfg, d)
-    if cfg.stage == "1b":  # fail before any model work when the stage-1a checkpoint is missing
+    if cfg.stage == "1b" and cfg.stage1b_from == "stage1a":  # fail before model work when stage 1a is missing
         for d in ds:
             init = Path(cfg.compressor_checkpoint or outs[d] / checkpoint_name("1a"))
             if not init.is_file():
@@ -496,7 +499,7 @@ def run(cfg: Phase1Config) -> dict:
     too_big = [d for d in ds if d > d_model]
     if too_big:
         raise UserError(f"D'={too_big} larger than the model's hidden size D={d_model}")
-    if cfg.stage == "1b":  # shape check of the stage-1a checkpoints
+    if cfg.stage == "1b" and cfg.stage1b_from == "stage1a":  # shape check of the stage-1a checkpoints
         for d in ds:
             load_compressor_state(cfg.compressor_checkpoint or outs[d] / checkpoint_name("1a"), d_model, d)
     tokenizer = load_tokenizer(cfg.model_name)

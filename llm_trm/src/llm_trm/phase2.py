@@ -75,6 +75,7 @@ class Phase2Config:
     val_fraction: float = 0.1  # of the training pairs, for choosing the best epoch (and baselines' settings)
     min_target_hit_rate: float = 0.5  # refuse pairs whose target predicts the answer less often than this
     step_delay: float = 0.0  # seconds slept per optimizer step (hidden; lets tests kill a run mid-way)
+    refit_compressor: str = "none"  # svd: W <- top-D' right singular vectors of the *training* pairs' states
 
 
 def pad_collate(xs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,9 +294,16 @@ def run(cfg: Phase2Config, lm_head_w: torch.Tensor | None = None) -> dict:
     if cfg.resume and (out / "last.pt").exists():
         _check_last(out / "last.pt", cfg)  # refuse before anything in the folder is overwritten
     comp = load_compressor(cfg.compressor_checkpoint)
-    xs, ys = compress_pairs(data, comp)
     fit, val, test = split_indices(data, cfg)
     RunDir(out).write_config(asdict(cfg))
+    if cfg.refit_compressor == "svd":  # a stage 1b on the phase-2 training states (fit + validation pairs only)
+        from llm_trm.phase1 import svd_init_
+
+        train = fit + val
+        svd_init_(comp, torch.cat([data["hidden_pre"][i].float() for i in train] + [data["hidden_post"][train].float()]))
+        atomic_torch_save({"compressor": comp.state_dict(), "source": "svd of the phase-2 training states",
+                           "d_compressed": comp.d_compressed}, out / "compressor.pt")
+    xs, ys = compress_pairs(data, comp)
     RunDir(out).write_meta(seed=cfg.seed, n_pairs=len(xs))
     from llm_trm.llm import Tracker
 
@@ -377,6 +385,8 @@ def parse_config(argv=None) -> Phase2Config:
     for k in ("val_fraction", "min_target_hit_rate"):
         p.add_argument(f"--{k}", type=float, default=getattr(c, k))
     p.add_argument("--step_delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--refit_compressor", choices=["none", "svd"], default=c.refit_compressor,
+                   help="svd: refit W on the phase-2 training states (saved as {output_dir}/compressor.pt)")
     cfg = Phase2Config(**vars(p.parse_args(argv)))
     require_positive(cfg, ("n_layers", "n_heads", "n_latent_steps", "n_deep_recursions", "n_supervision_steps",
                            "batch_size", "num_epochs"), ("learning_rate",))

@@ -34,13 +34,16 @@ PRESETS = {
                   p3_cot=16, p3_eval_every=1, data_path=None),
     # `make table`: 2,000 train / 500 held-out pairs; TRM n=2, T=2, N_sup=3 (CPU-sized); GRPO on 200 held-out prompts.
     "cpu": dict(out="runs/cpu", d_values=[12, 24, 48, 96, 192], d_main=48, p1_samples=240, p1_len=96,
-                p1_random=True, p1b_samples=80, p2_samples=2500, p2_epochs=10, p2_batch=64, p2_nsup=3, p2_n=2,
-                p2_T=2, p2_lr=1e-3, p2_heads=4, p3_train=96, p3_eval=200, p3_pool=500, p3_epochs=1, p3_batch=8,
+                p1_random=True, p1b_samples=200, p1b_from="svd", p2_refit="svd", p2_samples=2500, p2_epochs=10, p2_batch=64,
+                p2_nsup=3, p2_n=2, p2_T=2, p2_lr=1e-3, p2_heads=4, p3_train=96, p3_eval=200, p3_pool=500, p3_epochs=1,
+                p3_batch=8,
                 p3_group=8, p3_lr=1e-3, p3_cot=48, p3_eval_every=4, data_path=None),
     # `gpu`: the original's TRM recursion (n=6, T=3, N_sup=8) and more epochs / GRPO steps; sized for ~5 min on an H200.
     "gpu": dict(out="runs/gpu", d_values=[12, 24, 48, 96, 192], d_main=96, p1_samples=2000, p1_len=128,
-                p1_random=True, p1b_samples=400, p2_samples=2500, p2_epochs=60, p2_batch=64, p2_nsup=8, p2_n=6,
-                p2_T=3, p2_lr=1e-3, p2_heads=8, p3_train=1024, p3_eval=500, p3_pool=500, p3_epochs=4, p3_batch=32,
+                p1_random=True, p1b_samples=400, p1b_from="svd", p2_refit="svd", p2_samples=2500, p2_epochs=60,
+                p2_batch=64,
+                p2_nsup=8, p2_n=6, p2_T=3, p2_lr=1e-3, p2_heads=8, p3_train=1024, p3_eval=500, p3_pool=500, p3_epochs=4,
+                p3_batch=32,
                 p3_group=16, p3_lr=1e-3, p3_cot=64, p3_eval_every=8, data_path=None),
 }
 
@@ -84,7 +87,8 @@ def phase1_steps(s: dict, root: Path, device: str) -> dict:
         runs["random_init"] = _p1(root, "phase1_random", s, "1a", device, sweep=True, sweep_d_values=s["d_values"],
                                   init="random")
     src = root / "phase1" / f"d{s['d_main']}"
-    runs["stage1b"] = _p1(root / "phase1", f"d{s['d_main']}", s, "1b", device, d_compressed=s["d_main"])
+    runs["stage1b"] = _p1(root / "phase1", f"d{s['d_main']}", s, "1b", device, d_compressed=s["d_main"],
+                          stage1b_from=s.get("p1b_from", "stage1a"))
     return {"runs": runs, "stage1b_checkpoint": str(src / "stage1b_best.pt")}
 
 
@@ -127,7 +131,7 @@ def phase2_steps(s: dict, root: Path, comp_ckpt: str, device: str) -> dict:
           "--output_dir", str(root / "phase2"), "--num_epochs", str(s["p2_epochs"]), "--batch_size",
           str(s["p2_batch"]), "--n_supervision_steps", str(s["p2_nsup"]), "--n_latent_steps", str(s["p2_n"]),
           "--n_deep_recursions", str(s["p2_T"]), "--learning_rate", str(s["p2_lr"]), "--n_heads", str(s["p2_heads"]),
-          "--dropout", "0.0", "--resume"]
+          "--dropout", "0.0", "--resume", "--refit_compressor", s.get("p2_refit", "none")]
     if not (root / "phase2/eval.json").exists():
         phase2.run(phase2.parse_config(tr))
     return {"datagen_command": dg, "train_command": tr, "dir": str(root / "phase2")}
@@ -157,7 +161,8 @@ def run(preset: str, data_path: str | None = None, results_dir: str = "results",
     p1 = phase1_steps(s, root, device)
     held = _cached_step(root / "step_phase1_heldout.json", lambda: phase1_heldout(s, root, device))
     p2 = phase2_steps(s, root, p1["stage1b_checkpoint"], device)
-    p3 = phase3_steps(s, root, p1["stage1b_checkpoint"], device)
+    p2_comp = root / "phase2" / "compressor.pt"  # phase 3 uses the compressor phase 2 was trained with
+    p3 = phase3_steps(s, root, str(p2_comp) if p2_comp.exists() else p1["stage1b_checkpoint"], device)
     from llm_trm.report import write_tables
 
     command = (f"python -m llm_trm.pipeline --preset {preset} --threads {torch.get_num_threads()}"
