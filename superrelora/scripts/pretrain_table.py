@@ -35,13 +35,6 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--dry_run", action="store_true", help="the preset's code path with 2 updates, no results")
     a = p.parse_args()
-    from superrelora.pretrain import PRESETS, rows_for
-
-    preset = dict(PRESETS[a.preset])
-    rows = a.rows.split(",") if a.rows else None
-    unknown = sorted(set(rows or []) - set(rows_for(preset)))
-    if unknown:
-        raise UserError(f"--rows: unknown row(s) {', '.join(unknown)} (known: {', '.join(rows_for(preset))})")
     try:
         seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else None
     except ValueError:
@@ -62,6 +55,13 @@ def main():
     out_root = Path(a.out_root or f"runs/pretrain_{a.preset}{'_dryrun' if a.dry_run else ''}")
     check_output_path(out_root, "--out_root")
     check_output_path(a.results, "--results")
+    from superrelora.pretrain import PRESETS, rows_for  # imports torch: after the cheap checks
+
+    preset = dict(PRESETS[a.preset])
+    rows = a.rows.split(",") if a.rows else None
+    unknown = sorted(set(rows or []) - set(rows_for(preset)))
+    if unknown:
+        raise UserError(f"--rows: unknown row(s) {', '.join(unknown)} (known: {', '.join(rows_for(preset))})")
     from shared_utils.runs import set_threads
 
     set_threads(a.threads)
