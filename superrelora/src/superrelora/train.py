@@ -355,8 +355,7 @@ def run_training(cfg: TrainConfig, base=None, tokenizer=None, export: bool = Tru
     check_dataset(cfg)
     resume = _resume_dir(cfg)
     info = validate_checkpoint(resume, config_to_dict(cfg)) if resume is not None else {}
-    if dist.maybe_init(cfg.device) and cfg.use_trainer:
-        pass  # the HF Trainer sets up its own DDP from the same torchrun environment
+    dist.maybe_init(cfg.device)  # under torchrun; the HF Trainer path reuses this process group
     setup = prepare(cfg, base, tokenizer)
     setup.resume, setup.resume_info = resume, info
     main = dist.is_main()
