@@ -107,6 +107,9 @@ def test_seeds_examples_two_level_is_wider_than_either_level_alone():
     assert w(both) > w(only_examples)
     assert both["seeds"] == 6 and both["n"] == 300 and both["unit"] == "seed+example"
     assert 0.5 * w(only_seeds) < w(both) < 2.5 * w(only_seeds)
+    ppl = stats.metric_seeds_examples(m, fn=math.exp)
+    assert ppl["mean"] == pytest.approx(math.exp(m.mean()))
+    assert ppl["ci95"] == pytest.approx([math.exp(v) for v in both["ci95"]])
 
 
 def test_bootstrap_fn_ratio_and_r2():

@@ -229,12 +229,18 @@ def _two_level_boot(m: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     return out
 
 
-def metric_seeds_examples(matrix: Any, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> dict:
+def metric_seeds_examples(matrix: Any, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL,
+                          fn: Callable[[float], float] | None = None) -> dict:
     """[n_seeds][n_examples] per-example values of several runs on the same examples -> grand mean with a
-    two-level bootstrap interval (seeds resampled, then examples), so both sources of noise are counted."""
+    two-level bootstrap interval (seeds resampled, then examples), so both sources of noise are counted.
+
+    ``fn`` maps a mean to the reported value (``math.exp`` for perplexity from per-example NLL); it must be
+    monotone increasing so that the interval maps through it."""
     m = _matrix(matrix)
-    point = float(m.mean())
-    ci = _percentile_ci(_two_level_boot(m, n_boot, seed), point, level)
+    f = fn or (lambda v: v)
+    point = float(f(float(m.mean())))
+    boots = np.array([f(float(v)) for v in _two_level_boot(m, n_boot, seed)])
+    ci = _percentile_ci(boots, point, level)
     return {"mean": point, "ci95": ci, "n": int(m.shape[1]), "seeds": int(m.shape[0]), "unit": "seed+example"}
 
 
