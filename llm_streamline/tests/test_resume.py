@@ -105,9 +105,9 @@ def test_bad_checkpoints_are_one_line(tiny_dir, corpus, tmp_path, capsys):
     bad.parent.mkdir()
     bad.write_bytes(b"PK\x03\x04 truncated")
     code, err = _err(base + ["--resume_from_checkpoint", str(bad.parent)], capsys)
-    assert code == 2 and "unreadable or truncated" in err
+    assert code == 2 and "corrupt or truncated" in err
     torch.save({"mode": "mseloss", "config": {"lr": 0.5, "seed": 42}}, bad)
     code, err = _err(base + ["--resume_from_checkpoint", str(bad)], capsys)
-    assert code == 2 and "lr: checkpoint 0.5 vs now 0.001" in err
+    assert code == 2 and "lr: checkpoint has 0.5, this run has 0.001" in err
     code, err = _err(base + ["--resume_from_checkpoint", str(bad)], capsys, llm_train)
     assert code == 2 and "mseloss run, not llmloss" in err

@@ -12,15 +12,10 @@ truncated or mismatched checkpoint is one clear error.
 
 from __future__ import annotations
 
-import io
-import pickle
-import zipfile
 from pathlib import Path
 
-import torch
-
 from shared_utils.errors import UserError
-from shared_utils.runs import atomic_torch_save
+from shared_utils.runs import atomic_torch_save, check_resume_config, load_torch_file
 
 STATE = "trainer_state.pt"
 # flags that may differ between the killed run and its resumption (where / how, not what is computed)
@@ -37,28 +32,6 @@ def save(args, config: dict, state: dict) -> Path:
     return atomic_torch_save({**state, "config": config}, checkpoint_dir(args) / STATE)
 
 
-def load_torch_file(path: str | Path, what: str) -> dict:
-    """``torch.load`` a checkpoint file; missing / unreadable / corrupt -> one UserError (no traceback)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
-    try:
-        data = path.read_bytes()
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        raise UserError(f"{what} {path} is unreadable or truncated ({type(exc).__name__})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{what} {path} is not a training checkpoint")
-    return obj
-
-
-def check_resume_config(saved: dict, new: dict, keys) -> None:
-    """UserError naming every key whose value differs between the checkpoint and this run."""
-    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {new.get(k)!r}" for k in keys if saved.get(k) != new.get(k)]
-    if diff:
-        raise UserError("checkpoint settings differ from this run (" + "; ".join(diff) + ")")
-
-
 def load_for_resume(args, config: dict, mode: str) -> dict | None:
     """The checkpoint named by ``--resume_from_checkpoint`` (validated against this run's ``config``), or None."""
     if not args.resume_from_checkpoint:
@@ -67,6 +40,8 @@ def load_for_resume(args, config: dict, mode: str) -> dict | None:
     if path.is_dir():
         path = path / STATE
     state = load_torch_file(path, "checkpoint")
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} is not a training checkpoint")
     if state.get("mode") != mode or "config" not in state:
         raise UserError(f"checkpoint {path} was written by a {state.get('mode', 'different')} run, not {mode}")
     keys = sorted((set(state["config"]) | set(config)) - FREE_KEYS)
