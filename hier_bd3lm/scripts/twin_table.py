@@ -8,7 +8,7 @@ with the DDPM-cache sampler at T denoising steps per block. Every per-run result
 `<run_dir>/<model>_s<seed>/result.json` and skipped when present (resumable); the tables are assembled from
 them with shared_utils.stats (two-level bootstrap over seeds and problems; paired differences).
 
-python scripts/twin_table.py --preset cpu                         # `make table` (CPU, about 60 min on 2 cores)
+python scripts/twin_table.py --preset cpu                         # `make table` (CPU, ~50 min per seed here)
 python scripts/twin_table.py --preset gpu                         # larger model, sized for one H200 (~5 min)
 python scripts/twin_table.py --preset smoke --run_dir runs/twin_smoke --out_dir runs/twin_smoke/results
 """
@@ -165,8 +165,11 @@ def pipeline_ceilings(a, data_dir, splits) -> dict:
 def assemble(a, runs, ceil, splits, wall_s):
     models = [m for m in a.models.split(",") if all((m, s) in runs for s in a.seed_list)]
     t = stats.ResultsTable(table="twin_hier_vs_flat_vs_ar", command="python " + " ".join(sys.argv), preset=a.preset)
-    t.wall_s = wall_s
+    # the runs are resumable: wall_s is the sum of every used run's training + evaluation seconds
+    t.wall_s = round(sum(runs[(m, s)]["train_seconds"] + runs[(m, s)]["eval_seconds"] for m in models
+                         for s in a.seed_list), 1)
     mat = lambda m, split, key: [runs[(m, s)][split][key] for s in a.seed_list]  # noqa: E731
+    timing = []
     for m in models:
         t.add(m, "accuracy", stats.metric_seeds_examples([[float(v) for v in r] for r in mat(m, "test", "correct")]))
         t.add(m, "accuracy_longer", stats.metric_seeds_examples([[float(v) for v in r] for r in mat(m, "longer", "correct")]))
@@ -174,7 +177,11 @@ def assemble(a, runs, ceil, splits, wall_s):
         if "Hier" in m:
             t.add(m, "plan_token_accuracy", stats.metric_seeds_examples(mat(m, "test", "plan_token_acc")))
         t.add(m, "nfe", nfe_metric(runs[(m, a.seed_list[0])]["test"]["nfe"], a.n_test))
-        t.add(m, "seconds_per_sample", stats.metric_seeds([runs[(m, s)]["test"]["seconds_per_sample"] for s in a.seed_list]))
+        secs = [runs[(m, s)]["test"]["seconds_per_sample"] for s in a.seed_list]
+        if len(secs) > 1:  # a t-interval over seeds; with one seed the time goes to the notes (no interval)
+            t.add(m, "seconds_per_sample", stats.metric_seeds(secs))
+        else:
+            timing.append(f"{m} {secs[0]:.4f} s")
     gold = ceil["hier/test"]["correct"]
     t.add("gold execution through the slots (ceiling)", "accuracy", stats.metric_examples([float(v) for v in gold]))
     t.add("gold execution through the slots (ceiling)", "accuracy_longer",
@@ -215,6 +222,8 @@ def assemble(a, runs, ceil, splits, wall_s):
         "cache, batch of " f"{a.eval_batch} problems, {a.threads} thread(s). Decoding: greedy (nucleus p = "
         f"{a.nucleus_p} keeps only the top token); the first-hitting sampler still unmasks positions in random order.",
     ]
+    if timing:
+        t.notes.append("Seconds per sample with the KV cache (one seed, so no interval): " + "; ".join(timing) + ".")
     out = Path(a.out_dir)
     t.write(out / "twin_hier_vs_flat_vs_ar")
     curve_table(a, runs, models, out)
