@@ -198,3 +198,16 @@ def test_generated_test_sets_share_no_prompt_with_training(name, gen):
 def test_holdout_refuses_a_too_small_space():
     with pytest.raises(UserError, match="too small"):
         generate("parity", 5, 0, seq_len=1, holdout="eval")  # neither "0 " nor "1 " is in the held-out class
+
+
+def test_held_out_parity_labels_are_balanced_per_length():
+    """The held-out class must not fix the label (a linear hash such as crc32 did: only 0 at lengths 3..5)."""
+    from collections import Counter
+
+    test = load_split("parity", "test", num=3000, seq_len=12)
+    by_len = {}
+    for it in test:
+        by_len.setdefault(len(it["input"].split()), Counter())[it["output"]] += 1
+    for n, c in by_len.items():
+        if n >= 5 and sum(c.values()) >= 60:
+            assert 0.25 < c["1"] / sum(c.values()) < 0.75, (n, c)

@@ -204,7 +204,7 @@ def task_table(task: str, results: list[dict], seeds: list[int], meta: dict, ste
         f"lengths); `greedy_em_longer`: {overlap['n_longer']} items of {spec['longer_name']} (never trained on).",
         f"Test/train overlap (exact prompt string, union of the {len(seeds)} seeds' {overlap['train_prompts']:,} "
         f"distinct training prompts): {overlap['test']} of {overlap['n_test']} test and {overlap['longer']} of "
-        f"{overlap['n_longer']} longer items. Held out by pattern: 1 prompt in 8 (crc32 of the input) is reserved "
+        f"{overlap['n_longer']} longer items. Held out by pattern: 1 prompt in 8 (BLAKE2b hash of the input) is reserved "
         "for evaluation and never generated for training, because the short-input space is too small for "
         "deduplication alone (parity 1..16 bits: 66% of a plain test set occurred in training).",
         f"Majority class: always answering '{label}' (the most frequent training answer), per-example bootstrap.",
