@@ -81,7 +81,8 @@ def phase1_rows(t, data, d_values, peak, tmp: Path) -> None:
             opt.step()
 
         secs = bench.time_samples(step, warmup=2, repeats=10)
-        flops = 6 * 2 * d_model * d * x.shape[0] * x.shape[1]  # encode + decode, forward + backward
+        # forward: encode + decode (2 matmuls, 2*D*D' each per token); backward: dW of both + dx of decode (3)
+        flops = 5 * 2 * d_model * d * x.shape[0] * x.shape[1]
         name = f"llm_trm: phase-1 D'={d}"
         _add(t, name, ratio, 1.0, flops / float(np.median(secs)) / peak.update())
 
