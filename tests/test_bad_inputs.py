@@ -30,19 +30,18 @@ TIMEOUT_S = float(os.environ.get("BAD_INPUTS_TIMEOUT", "60"))
 SLOW_S = 20  # a case slower than this is reported as a warning (it probably loads torch/transformers first)
 MIN_TOTAL, MIN_PER_PROJECT = 40, 8
 CASE_KEYS = {"id", "cwd", "argv", "expect", "setup", "env"}
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-               "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
 
 
-def _projects() -> list[str]:
+def _workspace():
     spec = importlib.util.spec_from_file_location("_workspace_driver", ROOT / "tools" / "workspace.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return list(mod.PROJECTS)
+    return mod
 
 
-PROJECTS = _projects()
+_WS = _workspace()
+PROJECTS = list(_WS.PROJECTS)
+OFFLINE_ENV = {**_WS.OFFLINE_ENV, "OMP_NUM_THREADS": "1"}
 
 
 def load_case_files(folder: Path) -> tuple[dict, dict]:

@@ -36,13 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workspace import PROJECTS, junit_counts, run_group  # noqa: E402  (tools/ is not a package)
+from workspace import OFFLINE_ENV, PROJECTS, junit_counts, run_group  # noqa: E402  (tools/ is not a package)
 
 H200_PEAK_TFLOPS = 989.0
 PEAK_SOURCE = "H200 bf16 dense 989 TFLOP/s (NVIDIA spec)"
 TIMEOUTS = {"gpu_check": 120, "test_gpu": 150, "plans": 150, "accelerate": 180, "deepspeed": 240}
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
 PROBE = r"""
 import importlib.util as u, json
 out = {m: u.find_spec(m) is not None for m in ("accelerate", "deepspeed", "vllm", "pytest")}

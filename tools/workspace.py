@@ -22,6 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTS = ["high_to_low", "superrelora", "llm_trm", "hier_bd3lm", "llm_streamline"]
 REPORTS = ROOT / ".reports"
+# what a check runs under: the Hub offline (as in .ci/run), no wandb, no GUI backend
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
 
 
 def _run(cmd: list[str], env: dict | None = None, log: Path | None = None) -> int:
