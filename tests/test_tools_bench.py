@@ -89,6 +89,18 @@ def test_other_flags_are_shown_but_not_counted_as_beyond_limit(tmp_path, monkeyp
     assert "| g=4 | 1.900 [1.800, 2.000] | 2.500 | 0.210 [0.200, 0.220] | above FLOP ceiling |" in bench.benchmarks_md(table)
 
 
+def test_metric_without_interval_is_absent_and_mfu_above_one_is_a_problem():
+    data = fake_bench("llm_trm")
+    data["rows"][0]["metrics"]["mfu"] = {"mean": 1.16}
+    merged = bench.merge({"llm_trm": {"data": data}})
+    assert merged["rows"][0]["metrics"]["mfu"] == {"mean": None, "without_interval": 1.16}
+    assert data["rows"][0]["metrics"]["mfu"] == {"mean": 1.16}  # the project's dict is not modified
+    problems = [n for n in merged["notes"] if n.startswith("problem")]
+    assert any("no 95% interval" in n for n in problems) and any("mfu 1.16 > 1" in n for n in problems)
+    assert "2 problem(s)" in merged["verdict"]
+    assert evidence_problems({"table": "t", "command": "c", "machine": "m", "date": "d", **merged}) == []
+
+
 def test_merge_reports_a_ratio_without_limit():
     data = fake_bench("llm_trm")
     del data["rows"][0]["metrics"]["limit"]

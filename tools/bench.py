@@ -70,7 +70,16 @@ def project_rows(project: str, data: dict) -> tuple[list[dict], list[dict], list
         if not isinstance(r, dict) or not isinstance(r.get("metrics"), dict):
             problems.append(f"{project}: a row without metrics: {r!r:.80}")
             continue
-        row = {**r, "method": _prefixed(project, r.get("method", "?"))}
+        row = {**r, "method": _prefixed(project, r.get("method", "?")), "metrics": dict(r["metrics"])}
+        for k, m in row["metrics"].items():
+            mean = m.get("mean") if isinstance(m, dict) else None
+            if k == "mfu" and isinstance(mean, (int, float)) and mean > 1:
+                problems.append(f"{row['method']}: mfu {mean:.3g} > 1, above the matmul peak it is measured "
+                                "against (a FLOP count or timing problem)")
+            if k != "limit" and mean is not None and not m.get("ci95"):  # EVIDENCE.md: no number without interval
+                row["metrics"][k] = {"mean": None, "without_interval": mean}
+                problems.append(f"{row['method']}: {k} has no 95% interval; shown as absent "
+                                f"({mean:.4g} in {project}/results/bench.json)")
         ratio, limit = row["metrics"].get("ratio"), row["metrics"].get("limit")
         if ratio is not None and ratio.get("mean") is not None and limit is None:
             problems.append(f"{row['method']}: ratio without the limit it is judged against")
@@ -113,6 +122,8 @@ def merge(results: dict[str, dict], peaks: dict | None = None) -> dict:
                    else "no ratio was measured")
     if missing:
         verdict += f"; no benchmark from {', '.join(missing)} (see their rows)"
+    if problems:
+        verdict += f"; {len(problems)} problem(s) in the projects' files (see the notes)"
     notes += [f"problem: {p}" for p in problems]
     out = {"rows": rows, "comparisons": comps, "verdict": verdict, "notes": notes,
            "flagged": flagged, "missing": missing}
@@ -137,7 +148,7 @@ def _cell(m: dict | None) -> str:
     if not m:
         return ""
     if m.get("mean") is None:
-        return "absent"
+        return "no interval (see notes)" if "without_interval" in m else "absent"
     ci = m.get("ci95")
     return f"{_num(m['mean'])} [{_num(ci[0])}, {_num(ci[1])}]" if ci else _num(m["mean"])
 
