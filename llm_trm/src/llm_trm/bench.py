@@ -21,7 +21,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from shared_utils.errors import cli_main
@@ -84,7 +83,7 @@ def phase1_rows(t, data, d_values, peak, tmp: Path) -> None:
         # forward: encode + decode (2 matmuls, 2*D*D' each per token); backward: dW of both + dx of decode (3)
         flops = 5 * 2 * d_model * d * x.shape[0] * x.shape[1]
         name = f"llm_trm: phase-1 D'={d}"
-        _add(t, name, ratio, 1.0, flops / float(np.median(secs)) / peak.update())
+        _add(t, name, ratio, 1.0, _mfu(flops, secs, peak.update()))
 
 
 def _add(t, name, ratio, limit, mfu) -> None:
@@ -94,7 +93,15 @@ def _add(t, name, ratio, limit, mfu) -> None:
     t.add(name, "ratio", ratio, **flag)
     t.add(name, "limit", stats.metric_value(limit))
     if mfu is not None:
-        t.add(name, "mfu", stats.metric_value(mfu, unit="fraction of the fp32 matmul peak measured in this run"))
+        t.add(name, "mfu", mfu)
+
+
+def _mfu(flops: float, secs, peak: float) -> dict:
+    """MFU per timing sample -> median with a bootstrap 95% interval (shared_utils.bench.median_ci)."""
+    from shared_utils import bench
+
+    m = bench.median_ci([flops / s / peak for s in secs])
+    return {**m, "unit": "repeat (fraction of the fp32 matmul peak measured in this run)"}
 
 
 def cache_row(t, model, tok, texts, max_len, peak) -> None:
@@ -120,7 +127,7 @@ def cache_row(t, model, tok, texts, max_len, peak) -> None:
     p_comp = sum(p.numel() for p in comp.parameters())
     limit = (2 * p_llm + 6 * p_comp) / (6 * p_comp)
     n_tok = int(cached["hidden"].shape[0] * cached["hidden"].shape[1])
-    mfu = 6 * p_comp * n_tok / float(np.median(samples["cached"])) / peak.update()
+    mfu = _mfu(6 * p_comp * n_tok, samples["cached"], peak.update())
     _add(t, "llm_trm: hidden-state cache", ratio, limit, mfu)
 
 
@@ -167,9 +174,7 @@ def trm_row(t, peak) -> None:
 
     t.add("llm_trm: TRM supervision step vs MLP step", "ratio", ratio, **flag)
     t.add("llm_trm: TRM supervision step vs MLP step", "limit", stats.metric_value(trm_flops / mlp_flops))
-    t.add("llm_trm: TRM supervision step vs MLP step", "mfu",
-          stats.metric_value(trm_flops / float(np.median(samples["trm"])) / peak.update(),
-                             unit="fraction of the fp32 matmul peak measured in this run"))
+    t.add("llm_trm: TRM supervision step vs MLP step", "mfu", _mfu(trm_flops, samples["trm"], peak.update()))
 
 
 def run(out_prefix: str, num_samples: int, max_seq_length: int, d_values: list[int]) -> int:
