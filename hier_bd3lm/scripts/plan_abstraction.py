@@ -26,6 +26,7 @@ def parse_args(argv=None):
     p.add_argument("--data_path", required=True, help="GSM8K jsonl dir (rule plans on its test split)")
     p.add_argument("--plans", action="append", default=[], help="NAME=FILE of generated plan records")
     p.add_argument("--out", default="results/plan_abstraction")
+    p.add_argument("--note", action="append", default=[], help="extra line for the table's notes")
     a = p.parse_args(argv)
     a.named = []
     for item in a.plans:
@@ -68,7 +69,7 @@ def main(argv=None):
     t.notes += ["share_over_5_numbers: share of plans with more than 5 numbers (the README's 'too concrete' "
                 "category; the paper's goal with Llama-3 is under 5%, the issue's goal for SmolLM2 at most 20%); "
                 "numbers counted with the fork's regex (one or more digits). Intervals: bootstrap over problems.",
-                "The rule-based writer has no digits by construction (a floor, not a model)."]
+                "The rule-based writer has no digits by construction (a floor, not a model).", *a.note]
     t.write(a.out)
     print(t.to_markdown())
 
