@@ -132,6 +132,7 @@ def test_check_resume_config_names_keys_and_values():
 
     saved = {"lr": 1e-3, "merge": {"every": 2, "alpha": 0.1}, "layers": [1, 2], "seed": 0}
     check_resume_config(saved, {"lr": 1e-3, "merge": {"every": 2, "alpha": 0.1}, "layers": (1, 2), "seed": 0})
+    check_resume_config({"bridges": [[1, 0], [3, 2]]}, {"bridges": [(1, 0), (3, 2)]})  # nested tuples as saved
     with pytest.raises(UserError) as e:
         check_resume_config(saved, {**saved, "merge": {"every": 3, "alpha": 0.1}, "seed": 1},
                             keys=["merge.every", "merge.alpha", "seed", "lr"])

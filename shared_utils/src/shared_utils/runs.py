@@ -104,11 +104,13 @@ def check_resume_config(saved: dict, new: dict, keys: Iterable[str] | None = Non
             cur = cur[part]
         return cur
 
+    # compare as JSON would store them: tuples (also nested) become lists, so a saved [[1, 0]] equals [(1, 0)]
+    saved, new = json.loads(json.dumps(saved, default=_json_default)), json.loads(json.dumps(new, default=_json_default))
     names = list(keys) if keys is not None else sorted(set(saved) | set(new))
     diffs = []
     for k in names:
         a, b = get(saved, k), get(new, k)
-        if a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+        if a != b:
             show = lambda v: "<absent>" if v is missing else repr(v)  # noqa: E731
             diffs.append(f"{k}: {what} has {show(a)}, this run has {show(b)}")
     if diffs:
