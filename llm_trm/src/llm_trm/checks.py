@@ -1,7 +1,6 @@
 """Input checks shared by the llm_trm CLIs: readable files, output paths, resume settings (one-line errors).
 
-These follow the interface announced for ``shared_utils.runs`` (``load_torch_file``, ``check_output_path``,
-``check_resume_config``); the shared versions are used when the installed shared_utils has them.
+File, output-path and resume checks are ``shared_utils.runs``' (re-exported here); the two below are llm_trm's.
 
     python -m pytest tests/test_bad_inputs.py -q
 """
@@ -9,57 +8,13 @@ These follow the interface announced for ``shared_utils.runs`` (``load_torch_fil
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
-import torch
-
-from shared_utils import runs as _runs
 from shared_utils.errors import UserError
+from shared_utils.runs import check_output_path, check_resume_config, load_json_file, load_torch_file
 
-
-def _local_load_torch_file(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{what} {path} does not exist")
-    if not path.is_file():
-        raise UserError(f"{what} {path} is not a file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated / not a torch file / pickled objects
-        raise UserError(f"{what} {path} is not a readable torch file ({type(exc).__name__})") from None
-
-
-def _local_check_output_path(path: str | Path, flag: str) -> Path:
-    path = Path(path)
-    for p in (path, *path.parents):
-        if p.exists() and not p.is_dir():
-            raise UserError(f"{flag} {path}: {p} is an existing file, not a folder")
-    return path
-
-
-def _local_check_resume_config(saved: dict, new: dict, keys: Iterable[str]) -> None:
-    diff = [k for k in keys if saved.get(k) != new.get(k)]
-    if diff:
-        pairs = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {new.get(k)!r}" for k in diff)
-        raise UserError(f"cannot resume: settings differ from the checkpoint ({pairs})")
-
-
-def _local_load_json_file(path: str | Path, what: str) -> Any:
-    import json
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} {path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{what} {path} is not valid JSON ({exc})") from None
-
-
-load_json_file = getattr(_runs, "load_json_file", _local_load_json_file)
-load_torch_file = getattr(_runs, "load_torch_file", _local_load_torch_file)
-check_output_path = getattr(_runs, "check_output_path", _local_check_output_path)
-check_resume_config = getattr(_runs, "check_resume_config", _local_check_resume_config)
+__all__ = ["check_data_path", "check_output_path", "check_resume_config", "cli_entry", "load_json_file",
+           "load_torch_file", "require_positive"]
 
 
 def check_data_path(path: str | None, flag: str = "--data_path", names: Iterable[str] = ()) -> None:
