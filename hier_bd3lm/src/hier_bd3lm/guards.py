@@ -1,13 +1,14 @@
 """Input guards that fail with one clear line (UserError) before any expensive work.
 
-Local versions of helpers the workspace plans for shared_utils.runs (`check_output_path`,
-`check_resume_config`, `load_torch_file`); the shared ones are used when present.
+Thin hier_bd3lm wrappers over shared_utils.runs (the resume keys of this project, checkpoint format checks
+that run before torch is imported, JSON objects only).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from shared_utils import runs as _runs
 from shared_utils.errors import UserError
 
 # What a resumed run must share with the checkpoint it resumes (layout, tokenizer, algorithm, model).
@@ -21,59 +22,23 @@ RESUME_KEYS = (
 
 def check_output_path(path, flag: str, kind: str = "file") -> Path:
     """`path` must be creatable as a `kind` ("file" or "dir"): not under an existing file, not the other kind."""
-    try:
-        from shared_utils.runs import check_output_path as shared
-    except ImportError:
-        shared = None
-    if shared is not None:
-        return Path(shared(path, flag, kind))
-    p = Path(path).expanduser()
-    if kind == "dir" and p.exists() and not p.is_dir():
-        raise UserError(f"{flag} {p} is an existing file, not a directory")
-    if kind == "file" and p.is_dir():
-        raise UserError(f"{flag} {p} is an existing directory, not a file")
-    for parent in p.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"{flag} {p}: {parent} is a file, so nothing can be written below it")
-            break
-    return p
+    return _runs.check_output_path(path, flag, kind)
 
 
 def check_output_dir(path, flag: str) -> Path:
     return check_output_path(path, flag, kind="dir")
 
 
-def _get(d: dict, dotted: str):
-    for part in dotted.split("."):
-        if not isinstance(d, dict) or part not in d:
-            return None
-        d = d[part]
-    return d
-
-
 def check_resume_config(saved: dict, new: dict, keys=RESUME_KEYS, where: str = "checkpoint") -> None:
     """Refuse a resume whose config differs from the saved one in any of `keys` (one line naming them)."""
-    diff = [(k, _get(saved, k), _get(new, k)) for k in keys if _get(saved, k) != _get(new, k)]
-    if diff:
-        parts = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in diff)
-        raise UserError(f"cannot resume from {where}: the config differs in {parts} "
-                        f"(use another checkpointing.save_dir or the saved settings)")
+    _runs.check_resume_config(saved, new, keys, what=where)
 
 
-def load_json_file(path, what: str = "JSON file"):
-    """json.load with one clear line for a missing or malformed file."""
-    import json
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what} {p} does not exist")
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{what} {p} is not valid JSON ({exc})") from None
+def load_json_file(path, what: str = "JSON file") -> dict:
+    """A JSON object from `path`, with one clear line for a missing, malformed or non-object file."""
+    obj = _runs.load_json_file(path, what)
     if not isinstance(obj, dict):
-        raise UserError(f"{what} {p} must hold a JSON object, got {type(obj).__name__}")
+        raise UserError(f"{what} {path} must hold a JSON object, got {type(obj).__name__}")
     return obj
 
 
@@ -91,17 +56,7 @@ def check_checkpoint_file(path, what: str = "checkpoint") -> Path:
 
 def load_torch_file(path, what: str = "checkpoint") -> dict:
     """torch.load with one clear line for a missing, truncated or foreign file."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    p = check_checkpoint_file(path, what)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError, KeyError,
-            AttributeError, ImportError, IndexError, TypeError) as exc:
-        raise UserError(f"{what} {p} is corrupt or truncated ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    state = _runs.load_torch_file(check_checkpoint_file(path, what), what, weights_only=False)
     if not isinstance(state, dict):
-        raise UserError(f"{what} {p} is not a hier_bd3lm checkpoint (got {type(state).__name__})")
+        raise UserError(f"{what} {path} is not a hier_bd3lm checkpoint (got {type(state).__name__})")
     return state
