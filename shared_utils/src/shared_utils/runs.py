@@ -118,8 +118,8 @@ def check_resume_config(saved: dict, new: dict, keys: Iterable[str] | None = Non
                         f"use the same settings or a new output directory")
 
 
-def load_json_file(path: str | Path, what: str = "JSON file") -> Any:
-    """Read JSON, turning a missing, unreadable or malformed file into one UserError line."""
+def _existing_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path if it is an existing file, else one UserError line saying what it is instead."""
     from shared_utils.errors import UserError
 
     path = Path(path).expanduser()
@@ -127,6 +127,14 @@ def load_json_file(path: str | Path, what: str = "JSON file") -> Any:
         raise UserError(f"{what} {path} does not exist")
     if path.is_dir():
         raise UserError(f"{what} {path} is a directory, not a file")
+    return path
+
+
+def load_json_file(path: str | Path, what: str = "JSON file") -> Any:
+    """Read JSON, turning a missing, unreadable or malformed file into one UserError line."""
+    from shared_utils.errors import UserError
+
+    path = _existing_file(path, what)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -143,11 +151,7 @@ def load_torch_file(path: str | Path, what: str = "checkpoint", map_location: An
     one UserError line instead of an unpickling traceback."""
     from shared_utils.errors import UserError
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(f"{what} {path} does not exist")
-    if path.is_dir():
-        raise UserError(f"{what} {path} is a directory, not a file")
+    path = _existing_file(path, what)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
